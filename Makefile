@@ -1,0 +1,46 @@
+# Two commands on a fresh machine with only Python: `make run` and `make test`.
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+BIN := .venv/bin
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: install run test lint typecheck pytest postgres bench clean
+
+$(UV):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.synced
+
+## Start stillroom on 127.0.0.1:8000 with SQLite at ./stillroom.db (serve migrates first).
+run: install
+	$(BIN)/stillroom serve
+
+## ruff, mypy --strict, then pytest against SQLite and PostgreSQL.
+test: install lint typecheck postgres pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest
+
+## PostgreSQL at 127.0.0.1:5432: start it if it is down; its tests skip, loudly, only if it can't be had.
+postgres:
+	@sh .ci/ensure-postgres
+
+## Benchmarks: figures, not pass/fail.
+bench: install postgres
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

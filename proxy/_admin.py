@@ -1,0 +1,138 @@
+"""The admin API under /admin: its own key, documented at /admin/docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import anyio.to_thread
+from litestar import Controller, Request, delete, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from pydantic import BaseModel, Field
+
+from proxy._auth import check_admin
+from proxy._errors import NotFound
+from proxy._services import services
+from storage import (
+    count_captures,
+    create_api_key,
+    get_capture,
+    list_api_keys,
+    list_capture_summaries,
+    revoke_api_key,
+    session_scope,
+)
+
+
+def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    settings = connection.app.state.services.settings
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    check_admin(connection.headers.get("authorization"), admin_key)
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class KeyPublic(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyPublic):
+    secret: str
+    """Shown once: stillroom keeps only its hash."""
+
+
+class Stats(BaseModel):
+    captures: int
+    capture_queue: int
+    spool_bytes: int
+
+
+class AdminController(Controller):
+    path = "/admin"
+    guards = [admin_guard]
+    tags = ["admin"]
+
+    @get("/stats")
+    async def stats(self, request: Request[Any, Any, Any]) -> Stats:
+        found = services(request)
+
+        def run() -> int:
+            with session_scope(found.engine) as session:
+                return count_captures(session=session)
+
+        captures = await anyio.to_thread.run_sync(run)
+        return Stats(
+            captures=captures,
+            capture_queue=found.sink.pending(),
+            spool_bytes=found.sink.spool_bytes(),
+        )
+
+    @get("/captures")
+    async def list_captures(
+        self, request: Request[Any, Any, Any], before: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        engine = services(request).engine
+
+        def run() -> list[dict[str, Any]]:
+            with session_scope(engine) as session:
+                return list_capture_summaries(session=session, before=before, limit=min(limit, 500))
+
+        return await anyio.to_thread.run_sync(run)
+
+    @get("/captures/{capture_id:str}")
+    async def get_capture(self, request: Request[Any, Any, Any], capture_id: str) -> dict[str, Any]:
+        engine = services(request).engine
+
+        def run() -> dict[str, Any]:
+            with session_scope(engine) as session:
+                capture = get_capture(capture_id, session=session)
+                if capture is None:
+                    raise NotFound(f"No capture '{capture_id}'.", code="not_found")
+                return capture.model_dump(mode="json")
+
+        return await anyio.to_thread.run_sync(run)
+
+    @get("/keys")
+    async def list_keys(self, request: Request[Any, Any, Any]) -> list[KeyPublic]:
+        engine = services(request).engine
+
+        def run() -> list[KeyPublic]:
+            with session_scope(engine) as session:
+                return [
+                    KeyPublic.model_validate(k, from_attributes=True)
+                    for k in list_api_keys(session=session)
+                ]
+
+        return await anyio.to_thread.run_sync(run)
+
+    @post("/keys", status_code=201)
+    async def create_key(self, request: Request[Any, Any, Any], data: KeyCreate) -> KeyCreated:
+        engine = services(request).engine
+
+        def run() -> KeyCreated:
+            with session_scope(engine) as session:
+                key, secret = create_api_key(data.name, session=session)
+                public = KeyPublic.model_validate(key, from_attributes=True)
+                return KeyCreated(**public.model_dump(), secret=secret)
+
+        return await anyio.to_thread.run_sync(run)
+
+    @delete("/keys/{key_id:str}", status_code=200)
+    async def revoke_key(self, request: Request[Any, Any, Any], key_id: str) -> KeyPublic:
+        engine = services(request).engine
+
+        def run() -> KeyPublic:
+            with session_scope(engine) as session:
+                key = revoke_api_key(key_id, session=session)
+                if key is None:
+                    raise NotFound(f"No key '{key_id}'.", code="not_found")
+                return KeyPublic.model_validate(key, from_attributes=True)
+
+        return await anyio.to_thread.run_sync(run)

@@ -1,0 +1,93 @@
+"""``create_app(settings)`` builds everything; importing this module builds nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from proxy._admin import AdminController
+from proxy._auth import Authenticator
+from proxy._errors import EXCEPTION_HANDLERS
+from proxy._forward import Forwarder, PassThrough
+from proxy._metrics import Metrics
+from proxy._routes import ROUTES
+from proxy._services import Services
+from proxy._settings import Settings
+from proxy._sink import CaptureSink
+from proxy._stored import StoredCompletions
+from proxy._upstream import Upstream
+from storage import make_engine
+
+log = logging.getLogger("stillroom")
+
+
+def create_app(settings: Settings) -> Litestar:
+    engine = make_engine(settings.database_url)
+    metrics = Metrics()
+    sink = CaptureSink(
+        engine,
+        metrics,
+        spool_dir=settings.spool_dir,
+        batch_size=settings.capture_batch_size,
+        flush_seconds=settings.capture_flush_seconds,
+        retry_seconds=settings.spool_retry_seconds,
+    )
+    upstream = Upstream(
+        name="default",
+        base_url=settings.upstream_base_url,
+        timeout_seconds=settings.upstream_timeout_seconds,
+        connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+    )
+    upstream_key = (
+        settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
+    )
+    found = Services(
+        settings=settings,
+        engine=engine,
+        metrics=metrics,
+        sink=sink,
+        upstream=upstream,
+        auth=Authenticator(
+            engine, upstream_key=upstream_key, allow_client_keys=settings.allow_client_keys
+        ),
+        forwarder=Forwarder(upstream, sink, metrics),
+        passthrough=PassThrough(upstream, metrics),
+        stored=StoredCompletions(engine),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        sink.start()
+        await upstream.open()
+        log.info("stillroom ready: upstream %s", settings.upstream_base_url)
+        try:
+            yield
+        finally:
+            await upstream.close()
+            # Joining the writer blocks; a thread keeps the loop free while it drains.
+            await anyio.to_thread.run_sync(sink.close, settings.shutdown_grace_seconds)
+            engine.dispose()
+            log.info("stillroom stopped; captures flushed")
+
+    return Litestar(
+        route_handlers=[*ROUTES, AdminController],
+        lifespan=[lifespan],
+        state=State({"services": found}),
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_request_bytes,
+        openapi_config=OpenAPIConfig(
+            title="stillroom admin API",
+            version="0.1.0",
+            path="/admin/docs",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        logging_config=None,
+        debug=False,
+    )

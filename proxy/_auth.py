@@ -1,0 +1,112 @@
+"""Who is calling, and which key goes upstream on their behalf.
+
+A bearer that starts with ``sr-`` is a stillroom key: it is checked against the stored hashes
+and the server's upstream key is used. Any other bearer is the client's own upstream key and
+passes through. Secrets are never logged or stored: a pass-through key is known to the store
+only by a short fingerprint of its hash, which scopes the caller's stored completions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio.to_thread
+from sqlalchemy import Engine
+
+from proxy._errors import AuthenticationFailed, PermissionDenied
+from storage import KEY_PREFIX, find_active_key, session_scope
+
+_CACHE_SECONDS = 30.0
+_MISS_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key_id: str
+    """A stillroom key's id, or ``pt_`` and a fingerprint for a passed-through key."""
+    upstream_key: str | None
+
+
+class Authenticator:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        upstream_key: str | None,
+        allow_client_keys: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._upstream_key = upstream_key
+        self._allow_client_keys = allow_client_keys
+        self._clock = clock
+        # hash of a stillroom secret -> (key id or None when unknown, expiry)
+        self._cache: dict[str, tuple[str | None, float]] = {}
+
+    async def caller(self, authorization: str | None) -> Caller:
+        secret = _bearer(authorization)
+        if secret is None:
+            raise AuthenticationFailed(
+                "You didn't provide an API key. Send 'Authorization: Bearer <key>' with a "
+                "stillroom key or your own upstream key.",
+                code="missing_api_key",
+            )
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        if not secret.startswith(KEY_PREFIX):
+            if not self._allow_client_keys:
+                raise AuthenticationFailed(
+                    "This stillroom accepts only stillroom keys (sr-...).", code="invalid_api_key"
+                )
+            return Caller(key_id="pt_" + digest[:16], upstream_key=secret)
+        key_id = await self._stillroom_key_id(secret, digest)
+        if key_id is None:
+            raise AuthenticationFailed(
+                f"Incorrect stillroom key provided: {secret[:6]}****.", code="invalid_api_key"
+            )
+        if self._upstream_key is None:
+            raise AuthenticationFailed(
+                "stillroom has no upstream key configured (STILLROOM_UPSTREAM_API_KEY), "
+                "so stillroom keys cannot be used; pass your own upstream key instead.",
+                code="no_upstream_key",
+            )
+        return Caller(key_id=key_id, upstream_key=self._upstream_key)
+
+    async def _stillroom_key_id(self, secret: str, digest: str) -> str | None:
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        key_id = await anyio.to_thread.run_sync(self._lookup, secret)
+        ttl = _CACHE_SECONDS if key_id is not None else _MISS_CACHE_SECONDS
+        self._cache[digest] = (key_id, now + ttl)
+        return key_id
+
+    def _lookup(self, secret: str) -> str | None:
+        with session_scope(self._engine) as session:
+            key = find_active_key(secret, session=session)
+            return key.id if key is not None else None
+
+
+def check_admin(authorization: str | None, admin_key: str | None) -> None:
+    if admin_key is None:
+        raise PermissionDenied(
+            "The admin API is disabled: set STILLROOM_ADMIN_KEY to enable it.",
+            code="admin_disabled",
+        )
+    secret = _bearer(authorization)
+    if secret is None or not hmac.compare_digest(secret.encode(), admin_key.encode()):
+        raise AuthenticationFailed("The admin API needs the admin key.", code="invalid_admin_key")
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        return None
+    return value

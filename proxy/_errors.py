@@ -1,0 +1,128 @@
+"""The proxy's exception tree, and its one translation into OpenAI's error shape.
+
+    ProxyError                     any error the proxy itself answers with
+    ├── InvalidRequest             400  bad JSON, bad parameter
+    ├── AuthenticationFailed       401  missing, unknown or revoked key
+    ├── PermissionDenied           403  admin API without the admin key
+    ├── NotFound                   404  no such stored completion or route
+    ├── MethodNotAllowed           405
+    ├── PayloadTooLarge            413
+    ├── UnsupportedMediaType       415
+    ├── UpstreamUnavailable        502  upstream refused or dropped the connection
+    └── UpstreamTimeout            504  upstream sent nothing in time
+
+Errors the upstream itself returns are never translated: they pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import orjson
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+log = logging.getLogger("stillroom.errors")
+
+
+class ProxyError(Exception):
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequest(ProxyError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationFailed(ProxyError):
+    status_code = 401
+    error_type = "invalid_request_error"
+
+
+class PermissionDenied(ProxyError):
+    status_code = 403
+    error_type = "invalid_request_error"
+
+
+class NotFound(ProxyError):
+    status_code = 404
+    error_type = "invalid_request_error"
+
+
+class MethodNotAllowed(ProxyError):
+    status_code = 405
+    error_type = "invalid_request_error"
+
+
+class PayloadTooLarge(ProxyError):
+    status_code = 413
+    error_type = "invalid_request_error"
+
+
+class UnsupportedMediaType(ProxyError):
+    status_code = 415
+    error_type = "invalid_request_error"
+
+
+class UpstreamUnavailable(ProxyError):
+    status_code = 502
+    error_type = "upstream_error"
+
+
+class UpstreamTimeout(ProxyError):
+    status_code = 504
+    error_type = "upstream_error"
+
+
+def error_body(message: str, error_type: str, *, param: str | None, code: str | None) -> bytes:
+    return orjson.dumps(
+        {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    )
+
+
+def error_response(error: ProxyError, headers: dict[str, str] | None = None) -> Response[bytes]:
+    body = error_body(error.message, error.error_type, param=error.param, code=error.code)
+    return Response(
+        body, status_code=error.status_code, media_type="application/json", headers=headers
+    )
+
+
+def handle_proxy_error(_: Request[Any, Any, Any], exc: ProxyError) -> Response[bytes]:
+    return error_response(exc)
+
+
+def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Litestar's own errors (no route, wrong method, body too large) in OpenAI's shape."""
+    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+        exc.status_code
+    )
+    error_type = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+    body = error_body(str(exc.detail), error_type, param=None, code=code)
+    return Response(
+        body,
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=dict(exc.headers or {}),
+    )
+
+
+def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error", exc_info=exc)
+    body = error_body("internal error in stillroom", "server_error", param=None, code=None)
+    return Response(body, status_code=500, media_type="application/json")
+
+
+EXCEPTION_HANDLERS: MutableMapping[int | type[Exception], Callable[[Any, Any], Response[Any]]] = {
+    ProxyError: handle_proxy_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,126 @@
+"""The OpenAI surface under /v1, and the health and metrics probes. Handlers stay thin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from litestar import Request, Response, delete, get, post, route
+from sqlalchemy import text
+
+from proxy._errors import InvalidRequest
+from proxy._services import services
+
+_JSON = "application/json"
+
+
+def _json(body: dict[str, Any], status_code: int = 200) -> Response[bytes]:
+    return Response(orjson.dumps(body), status_code=status_code, media_type=_JSON)
+
+
+@post("/v1/chat/completions", status_code=200, include_in_schema=False)
+async def create_chat_completion(request: Request[Any, Any, Any]) -> Response[Any]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    return await found.forwarder.chat_completion(request, caller)
+
+
+@get("/v1/chat/completions", include_in_schema=False)
+async def list_chat_completions(request: Request[Any, Any, Any]) -> Response[bytes]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    return _json(await found.stored.list(caller, dict(request.query_params)))
+
+
+@get("/v1/chat/completions/{completion_id:str}", include_in_schema=False)
+async def retrieve_chat_completion(
+    request: Request[Any, Any, Any], completion_id: str
+) -> Response[bytes]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    return _json(await found.stored.retrieve(caller, completion_id))
+
+
+@post("/v1/chat/completions/{completion_id:str}", status_code=200, include_in_schema=False)
+async def update_chat_completion(
+    request: Request[Any, Any, Any], completion_id: str
+) -> Response[bytes]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body must be JSON.", code="invalid_json") from None
+    return _json(await found.stored.update(caller, completion_id, body))
+
+
+@delete("/v1/chat/completions/{completion_id:str}", status_code=200, include_in_schema=False)
+async def delete_chat_completion(
+    request: Request[Any, Any, Any], completion_id: str
+) -> Response[bytes]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    return _json(await found.stored.delete(caller, completion_id))
+
+
+@get("/v1/chat/completions/{completion_id:str}/messages", include_in_schema=False)
+async def list_chat_completion_messages(
+    request: Request[Any, Any, Any], completion_id: str
+) -> Response[bytes]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    return _json(await found.stored.messages(caller, completion_id, dict(request.query_params)))
+
+
+@route(
+    "/v1/{path:path}",
+    http_method=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    status_code=200,
+    include_in_schema=False,
+    request_max_body_size=None,
+)
+async def pass_through(request: Request[Any, Any, Any]) -> Response[Any]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    return await found.passthrough.forward(request, caller)
+
+
+@get("/healthz", include_in_schema=False)
+async def healthz() -> Response[bytes]:
+    return _json({"status": "ok"})
+
+
+@get("/readyz", include_in_schema=False)
+async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
+    found = services(request)
+
+    def ping() -> None:
+        with found.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    try:
+        await anyio.to_thread.run_sync(ping)
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready, and says why
+        return _json({"status": "unavailable", "database": str(exc).splitlines()[0]}, 503)
+    return _json({"status": "ready", "database": "ok", "capture_queue": found.sink.pending()})
+
+
+@get("/metrics", include_in_schema=False)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body = services(request).metrics.render()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+ROUTES = [
+    create_chat_completion,
+    list_chat_completions,
+    retrieve_chat_completion,
+    update_chat_completion,
+    delete_chat_completion,
+    list_chat_completion_messages,
+    pass_through,
+    healthz,
+    readyz,
+    metrics,
+]

@@ -1,0 +1,35 @@
+"""What the handlers use, built once per app by ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+from sqlalchemy import Engine
+
+from proxy._auth import Authenticator
+from proxy._forward import Forwarder, PassThrough
+from proxy._metrics import Metrics
+from proxy._settings import Settings
+from proxy._sink import CaptureSink
+from proxy._stored import StoredCompletions
+from proxy._upstream import Upstream
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    metrics: Metrics
+    sink: CaptureSink
+    upstream: Upstream
+    auth: Authenticator
+    forwarder: Forwarder
+    passthrough: PassThrough
+    stored: StoredCompletions
+
+
+def services(request: Request[Any, Any, Any]) -> Services:
+    found: Services = request.app.state.services
+    return found

@@ -1,0 +1,120 @@
+"""Settings: parsed once, from STILLROOM_* variables and an optional TOML file, then passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+class Settings(BaseSettings):
+    """Everything stillroom can be told. Environment variables win over the config file."""
+
+    model_config = SettingsConfigDict(env_prefix="STILLROOM_", extra="forbid", frozen=True)
+
+    database_url: str = "sqlite:///./stillroom.db"
+    """SQLAlchemy URL of the store: a SQLite file for one machine, PostgreSQL for replicas."""
+
+    upstream_base_url: str = OPENAI_BASE_URL
+    """OpenAI-compatible server that answers, including its ``/v1``."""
+
+    upstream_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "STILLROOM_UPSTREAM_API_KEY", "OPENAI_API_KEY", "upstream_api_key"
+        ),
+    )
+    """Key the proxy uses upstream for clients that present a stillroom key."""
+
+    admin_key: SecretStr | None = None
+    """Key for ``/admin``; with none set, the admin API refuses every call."""
+
+    allow_client_keys: bool = True
+    """Pass a client's own upstream key through when it is not a stillroom key."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+
+    spool_dir: Path = Path("./stillroom-spool")
+    """Where captures wait, on disk, while the database cannot take them."""
+
+    capture_batch_size: int = Field(default=500, ge=1, le=10_000)
+    capture_flush_seconds: float = Field(default=0.2, gt=0, le=60)
+    """The writer commits at least this often while captures wait."""
+
+    spool_retry_seconds: float = Field(default=2.0, gt=0, le=3600)
+    """How often a writer that fell back to the spool tries the database again."""
+
+    upstream_timeout_seconds: float = Field(default=600.0, gt=0)
+    """Longest wait for the upstream's next byte (OpenAI's SDK waits 600 s by default)."""
+
+    upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """Largest chat-completion request body accepted."""
+
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("upstream_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML source reads model_config["toml_file"]: none unless load_settings sets one.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message names it."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Parse settings once; a bad value raises SettingsError naming the variable."""
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError(f"config file {config_file} does not exist")
+    try:
+        if config_file is None:
+            return Settings(**overrides)
+        with_file = type(
+            "Settings",
+            (Settings,),
+            {"model_config": {**Settings.model_config, "toml_file": config_file}},
+        )
+        settings: Settings = with_file(**overrides)
+        return settings
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            variable = f"STILLROOM_{name.upper()}" if name != "settings" else name
+            problems.append(f"{variable}: {error['msg']}")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None

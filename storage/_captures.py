@@ -1,0 +1,134 @@
+"""Data access for captures: plain functions over a session."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from sqlalchemy import func, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from storage._models import Capture
+
+Order = Literal["asc", "desc"]
+
+
+def insert_captures(rows: Sequence[Mapping[str, Any]], *, session: Session) -> int:
+    """Insert rows, skipping ids already stored, so a replayed spool never duplicates."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    table = Capture.__table__  # type: ignore[attr-defined]
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=["id"])
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["id"])
+    else:  # pragma: no cover - only the two supported stores reach here
+        stmt = insert(table)
+    result = session.execute(stmt, [_to_columns(row) for row in rows])
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _to_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    # The table's column is "metadata"; the model attribute is metadata_.
+    values = dict(row)
+    if "metadata_" in values:
+        values["metadata"] = values.pop("metadata_")
+    return values
+
+
+def count_captures(*, session: Session) -> int:
+    return int(session.exec(select(func.count()).select_from(Capture)).one())
+
+
+def get_capture(capture_id: str, *, session: Session) -> Capture | None:
+    return session.get(Capture, capture_id)
+
+
+def get_capture_by_completion_id(
+    completion_id: str, *, session: Session, api_key_id: str | None = None
+) -> Capture | None:
+    stmt = select(Capture).where(Capture.completion_id == completion_id)
+    if api_key_id is not None:
+        stmt = stmt.where(Capture.api_key_id == api_key_id)
+    return session.exec(stmt.order_by(col(Capture.id).desc()).limit(1)).first()
+
+
+def list_stored_completions(
+    *,
+    session: Session,
+    api_key_id: str | None,
+    model: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    after: str | None = None,
+    limit: int = 20,
+    order: Order = "asc",
+) -> tuple[list[Capture], bool]:
+    """Captures with a completion, newest or oldest first, and whether more follow.
+
+    ``after`` is a completion id, as in OpenAI's API; it is resolved to the capture's id,
+    which orders captures by arrival.
+    """
+    stmt = select(Capture).where(col(Capture.completion_id).is_not(None))
+    if api_key_id is not None:
+        stmt = stmt.where(Capture.api_key_id == api_key_id)
+    if model is not None:
+        stmt = stmt.where(Capture.requested_model == model)
+    for key, value in (metadata or {}).items():
+        stmt = stmt.where(Capture.metadata_[key].as_string() == value)
+    if after is not None:
+        anchor = get_capture_by_completion_id(after, session=session, api_key_id=api_key_id)
+        if anchor is None:
+            return [], False
+        id_col = col(Capture.id)
+        stmt = stmt.where(id_col > anchor.id if order == "asc" else id_col < anchor.id)
+    ordering = col(Capture.id).asc() if order == "asc" else col(Capture.id).desc()
+    rows = list(session.exec(stmt.order_by(ordering).limit(limit + 1)).all())
+    return rows[:limit], len(rows) > limit
+
+
+def update_capture_metadata(
+    capture: Capture, metadata: Mapping[str, str], *, session: Session
+) -> Capture:
+    capture.metadata_ = dict(metadata)
+    session.add(capture)
+    session.flush()
+    return capture
+
+
+def delete_capture(capture: Capture, *, session: Session) -> None:
+    session.delete(capture)
+    session.flush()
+
+
+SUMMARY_COLUMNS = (
+    "id",
+    "completion_id",
+    "created_at",
+    "status_code",
+    "error_kind",
+    "requested_model",
+    "alias",
+    "served_model",
+    "stream",
+    "abandoned",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_ms",
+    "api_key_id",
+)
+
+
+def list_capture_summaries(
+    *, session: Session, before: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Newest first, without request or response bodies."""
+    table = Capture.__table__  # type: ignore[attr-defined]
+    stmt = select(*(table.c[name] for name in SUMMARY_COLUMNS))
+    if before is not None:
+        stmt = stmt.where(table.c.id < before)
+    stmt = stmt.order_by(table.c.id.desc()).limit(limit)
+    return [dict(row._mapping) for row in session.execute(stmt)]
