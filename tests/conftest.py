@@ -1,0 +1,94 @@
+"""Shared fixtures: a migrated store on SQLite and on PostgreSQL, and a running server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+
+from storage import make_engine, upgrade
+from tests.support import PG_ADMIN_URL, pg_available
+
+_PG_SKIP_REASON = "PostgreSQL is not reachable on 127.0.0.1:5432 (run `make postgres`)"
+_pg_skips: list[str] = []
+
+
+def _fresh_pg_database(name: str) -> str:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def _drop_pg_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    """One migrated PostgreSQL database for the session; tables are emptied per test."""
+    if not pg_available():
+        _pg_skips.append("x")
+        pytest.skip(_PG_SKIP_REASON)
+    name = f"stillroom_test_{os.getpid()}"
+    url = _fresh_pg_database(name)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    _drop_pg_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated, empty store: each test runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'stillroom.db'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        return url
+    url: str = request.getfixturevalue("pg_database_url")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE captures, api_keys"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _pg_skips:
+        bar = "#" * 78
+        terminalreporter.write_line(bar, red=True, bold=True)
+        terminalreporter.write_line(
+            "## PostgreSQL was NOT available: every PostgreSQL test was SKIPPED.", red=True, bold=True
+        )
+        terminalreporter.write_line(bar, red=True, bold=True)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An empty, unmigrated store for one module's server (``serve`` migrates it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('serverdb') / 'stillroom.db'}"
+        return
+    if not pg_available():
+        _pg_skips.append("x")
+        pytest.skip(_PG_SKIP_REASON)
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    name = f"stillroom_e2e_{os.getpid()}_{module}"[:63]
+    yield _fresh_pg_database(name)
+    _drop_pg_database(name)
