@@ -7,7 +7,9 @@ from typing import Any
 
 import orjson
 
-_TOP_LEVEL_SKIP = {"choices", "object", "usage"}
+# "obfuscation" pads each chunk to hide its length: noise, not part of the answer.
+_TOP_LEVEL_SKIP = {"choices", "object", "usage", "obfuscation"}
+_CHOICE_KNOWN = {"index", "delta", "finish_reason", "logprobs"}
 _DELTA_KNOWN = {"role", "content", "refusal", "tool_calls", "function_call"}
 
 
@@ -23,8 +25,8 @@ def iter_sse_data(body: bytes) -> Iterator[bytes]:
 
 class _Choice:
     __slots__ = (
+        "choice_extra",
         "content",
-        "content_filter_results",
         "extra",
         "finish_reason",
         "function_call",
@@ -48,7 +50,7 @@ class _Choice:
         self.saw_logprobs = False
         self.logprobs_content: list[Any] | None = None
         self.logprobs_refusal: list[Any] | None = None
-        self.content_filter_results: Any = None
+        self.choice_extra: dict[str, Any] = {}
         self.extra: dict[str, Any] = {}
 
     def feed(self, choice: dict[str, Any]) -> None:
@@ -78,8 +80,9 @@ class _Choice:
                 self.logprobs_content = (self.logprobs_content or []) + logprobs["content"]
             if logprobs.get("refusal") is not None:
                 self.logprobs_refusal = (self.logprobs_refusal or []) + logprobs["refusal"]
-        if choice.get("content_filter_results") is not None:
-            self.content_filter_results = choice["content_filter_results"]
+        for key, value in choice.items():
+            if key not in _CHOICE_KNOWN and value is not None:
+                self.choice_extra[key] = value
 
     def _feed_tool_call(self, call: dict[str, Any]) -> None:
         index = call.get("index", len(self.tool_calls))
@@ -92,7 +95,10 @@ class _Choice:
         if call.get("type"):
             current["type"] = call["type"]
         function = call.get("function") or {}
-        current["function"]["name"] += function.get("name") or ""
+        name = function.get("name") or ""
+        # OpenAI sends a tool's name once; some compatible servers repeat it in every delta.
+        if name != current["function"]["name"]:
+            current["function"]["name"] += name
         current["function"]["arguments"] += function.get("arguments") or ""
 
     def build(self) -> dict[str, Any]:
@@ -114,8 +120,7 @@ class _Choice:
         }
         if self.saw_logprobs:
             built["logprobs"] = {"content": self.logprobs_content, "refusal": self.logprobs_refusal}
-        if self.content_filter_results is not None:
-            built["content_filter_results"] = self.content_filter_results
+        built.update(self.choice_extra)
         return built
 
 

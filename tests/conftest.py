@@ -47,17 +47,17 @@ def pg_database_url() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated, empty store: each test runs once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'stillroom.db'}"
-        engine = make_engine(url)
+        sqlite_url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'stillroom.db'}"
+        engine = make_engine(sqlite_url)
         upgrade(engine)
         engine.dispose()
-        return url
-    url: str = request.getfixturevalue("pg_database_url")
-    engine = make_engine(url)
+        return sqlite_url
+    pg_url: str = request.getfixturevalue("pg_database_url")
+    engine = make_engine(pg_url)
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE captures, api_keys"))
     engine.dispose()
-    return url
+    return pg_url
 
 
 @pytest.fixture
@@ -72,7 +72,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         bar = "#" * 78
         terminalreporter.write_line(bar, red=True, bold=True)
         terminalreporter.write_line(
-            "## PostgreSQL was NOT available: every PostgreSQL test was SKIPPED.", red=True, bold=True
+            "## PostgreSQL was NOT available: every PostgreSQL test was SKIPPED.",
+            red=True,
+            bold=True,
         )
         terminalreporter.write_line(bar, red=True, bold=True)
 

@@ -59,9 +59,9 @@ def test_capture_keeps_json_bodies_and_aware_times(engine: Engine) -> None:
         assert capture is not None
         assert capture.request == request
         assert capture.metadata_ == {"team": "a"}
-        assert capture.created_at.replace(tzinfo=capture.created_at.tzinfo or UTC) == T0 + timedelta(
-            seconds=1
-        )
+        assert capture.created_at.replace(
+            tzinfo=capture.created_at.tzinfo or UTC
+        ) == T0 + timedelta(seconds=1)
 
 
 def test_list_filters_by_metadata_model_and_caller(engine: Engine) -> None:
@@ -130,7 +130,9 @@ def test_other_callers_cannot_see_a_completion(engine: Engine) -> None:
     with session_scope(engine) as session:
         insert_captures([row(1)], session=session)
     with session_scope(engine) as session:
-        assert get_capture_by_completion_id("chatcmpl-1", session=session, api_key_id="key_b") is None
+        assert (
+            get_capture_by_completion_id("chatcmpl-1", session=session, api_key_id="key_b") is None
+        )
 
 
 def test_summaries_are_newest_first_without_bodies(engine: Engine) -> None:
