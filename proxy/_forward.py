@@ -57,7 +57,9 @@ class Forwarder:
         )
         headers = request_headers(request.scope["headers"], caller.upstream_key)
         try:
-            upstream = await self._upstream.session.post(self._chat_url, data=body, headers=headers)
+            query = request.scope["query_string"]
+            url = self._upstream.url("/chat/completions", query) if query else self._chat_url
+            upstream = await self._upstream.session.post(url, data=body, headers=headers)
         except BaseException as exc:
             self._fail(exchange, started, exc)
             raise _translate(exc) from exc
@@ -66,13 +68,12 @@ class Forwarder:
         exchange.upstream_request_id = upstream.headers.get("x-request-id")
         exchange.content_encoding = upstream.headers.get("content-encoding")
         out_headers = response_headers(upstream.headers)
-        media_type = upstream.headers.get("content-type")
-        if exchange.stream and (media_type or "").startswith(_EVENT_STREAM):
+        content_type = upstream.headers.get("content-type", "")
+        if exchange.stream and content_type.startswith(_EVENT_STREAM):
             return Stream(
                 self._relay_stream(upstream, exchange, started),
                 status_code=upstream.status,
                 headers=out_headers,
-                media_type=media_type,
             )
         try:
             data = await upstream.read()
@@ -83,9 +84,7 @@ class Forwarder:
         upstream.release()
         exchange.body = data
         self._finish(exchange, started)
-        return Response(
-            data, status_code=upstream.status, headers=out_headers, media_type=media_type
-        )
+        return Response(data, status_code=upstream.status, headers=out_headers)
 
     async def _relay_stream(
         self, upstream: aiohttp.ClientResponse, exchange: Exchange, started: float
@@ -191,7 +190,6 @@ class PassThrough:
             self._metrics.observe("passthrough", 502, _ms_since(started))
             raise _translate(exc) from exc
         out_headers = response_headers(upstream.headers)
-        media_type = upstream.headers.get("content-type")
         length = upstream.content_length
         if length is not None and length <= _BUFFER_LIMIT:
             try:
@@ -201,15 +199,12 @@ class PassThrough:
                 raise _translate(exc) from exc
             upstream.release()
             self._metrics.observe("passthrough", upstream.status, _ms_since(started))
-            return Response(
-                data, status_code=upstream.status, headers=out_headers, media_type=media_type
-            )
+            return Response(data, status_code=upstream.status, headers=out_headers)
         self._metrics.observe("passthrough", upstream.status, _ms_since(started))
         return Stream(
             _relay(upstream),
             status_code=upstream.status,
             headers=out_headers,
-            media_type=media_type,
         )
 
 

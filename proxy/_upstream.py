@@ -28,13 +28,8 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _DROP_FROM_REQUEST = _HOP_BY_HOP | {"authorization", "accept-encoding", "cookie", "content-length"}
-_DROP_FROM_RESPONSE = _HOP_BY_HOP | {
-    "content-length",
-    "set-cookie",
-    "date",
-    "server",
-    "content-type",
-}
+# Content-Type travels as a header, not as a media type: the framework would add a charset.
+_DROP_FROM_RESPONSE = _HOP_BY_HOP | {"content-length", "set-cookie", "date", "server"}
 # Only encodings the capture writer can decode are offered upstream.
 _DECODABLE = frozenset({"gzip", "deflate", "identity"})
 

@@ -58,4 +58,5 @@ def test_useful_response_headers_reach_the_client() -> None:
         "x-ratelimit-remaining-requests": "99",
         "retry-after": "2",
         "content-encoding": "gzip",
+        "content-type": "application/json",
     }
