@@ -31,8 +31,14 @@ log = logging.getLogger("stillroom")
 def create_app(settings: Settings) -> Litestar:
     engine = make_engine(settings.database_url)
     metrics = Metrics()
+    # The writer has its own engine, whose statements give up instead of waiting on a stall.
+    writer_engine = make_engine(
+        settings.database_url,
+        pool_size=1,
+        statement_timeout_seconds=settings.capture_write_timeout_seconds,
+    )
     sink = CaptureSink(
-        engine,
+        writer_engine,
         metrics,
         spool_dir=settings.spool_dir,
         batch_size=settings.capture_batch_size,
@@ -72,7 +78,10 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await upstream.close()
             # Joining the writer blocks; a thread keeps the loop free while it drains.
-            await anyio.to_thread.run_sync(sink.close, settings.shutdown_grace_seconds)
+            # Bounded: a writer stuck past its own statement timeout has its captures spooled.
+            drain_seconds = settings.capture_write_timeout_seconds + 5
+            await anyio.to_thread.run_sync(sink.close, drain_seconds)
+            writer_engine.dispose()
             engine.dispose()
             log.info("stillroom stopped; captures flushed")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +82,10 @@ def serve(
         "http": "httptools",
         "access_log": False,
         "log_config": None,
-        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) or None,
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
     }
+    # uvicorn re-raises SIGTERM once it has shut down cleanly; land it on a clean exit.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     if settings.workers == 1:
         from proxy._app import create_app
 
@@ -93,6 +97,10 @@ def serve(
     if ctx.obj.get("config") is not None:
         os.environ[_CONFIG_ENV] = str(ctx.obj["config"])
     uvicorn.run("proxy._cli:app_from_environment", factory=True, workers=settings.workers, **common)
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    sys.exit(0)
 
 
 def app_from_environment() -> Litestar:

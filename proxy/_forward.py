@@ -8,6 +8,7 @@ leaves - the exchange is handed to the sink exactly once, in a ``finally``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +24,8 @@ from proxy._errors import InvalidRequest, UnsupportedMediaType, UpstreamTimeout,
 from proxy._metrics import Metrics
 from proxy._sink import CaptureSink
 from proxy._upstream import Upstream, request_headers, response_headers
+
+log = logging.getLogger("stillroom.forward")
 
 # Bodies up to this size come back with a Content-Length; larger ones stream through.
 _BUFFER_LIMIT = 1024 * 1024
@@ -130,6 +133,7 @@ class Forwarder:
         else:
             exchange.error_kind = "connection"
             exchange.error_message = f"could not reach the upstream: {exc}"
+        log.warning("chat completion failed upstream: %s", exchange.error_message)
         self._finish(exchange, started)
 
     def _finish(self, exchange: Exchange, started: float) -> None:

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     capture_flush_seconds: float = Field(default=0.2, gt=0, le=60)
     """The writer commits at least this often while captures wait."""
 
+    capture_write_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    """A capture write that takes longer fails and goes to the spool: a stalled database is
+    treated as a database that is down."""
+
     spool_retry_seconds: float = Field(default=2.0, gt=0, le=3600)
     """How often a writer that fell back to the spool tries the database again."""
 

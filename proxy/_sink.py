@@ -56,6 +56,7 @@ class CaptureSink:
         self._db_down_since: float | None = None
         self._last_attempt = 0.0
         self._next_replay = 0.0
+        self._inflight: list[dict[str, Any]] = []
         self._thread: threading.Thread | None = None
         metrics.watch_sink(self._queue.qsize, self.spool_bytes)
 
@@ -78,7 +79,7 @@ class CaptureSink:
         self._queue.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.error("capture writer did not finish in %.0f s", timeout)
+            self._spool_what_the_writer_holds(timeout)
             return
         self._thread = None
         if self._spool is not None:
@@ -87,6 +88,31 @@ class CaptureSink:
             self._spool = None
             if empty:
                 self._spool_path.unlink(missing_ok=True)
+
+    def _spool_what_the_writer_holds(self, waited: float) -> None:
+        """The writer is stuck on the database: spool its batch and the queue to a file of
+        their own, which the next process replays (ids make a double write harmless)."""
+        rows = list(self._inflight)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, Exchange):
+                rows.append(self._row(item))
+        path = self._spool_dir / f"spool-{socket.gethostname()}-{os.getpid()}-final.jsonl"
+        with path.open("ab") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            handle.write(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._metrics.captures_spooled.inc(len(rows))
+        log.error(
+            "capture writer still busy after %.1f s: spooled %d captures to %s",
+            waited,
+            len(rows),
+            path.name,
+        )
 
     def pending(self) -> int:
         return self._queue.qsize()
@@ -106,7 +132,9 @@ class CaptureSink:
         while not stopping:
             batch, stopping = self._take_batch()
             if batch:
-                self._store([self._row(exchange) for exchange in batch])
+                self._inflight = [self._row(exchange) for exchange in batch]
+                self._store(self._inflight)
+                self._inflight = []
             self._replay_due(force=False)
 
     def _take_batch(self) -> tuple[list[Exchange], bool]:

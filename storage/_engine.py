@@ -24,7 +24,11 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 5, statement_timeout_seconds: float | None = None
+) -> Engine:
+    """An engine for ``url``; with ``statement_timeout_seconds``, a statement that waits
+    longer (on a lock, a stalled server) fails instead of blocking its caller."""
     url = normalise_url(url)
     # orjson: JSON columns are most of a capture, and the stdlib encoder holds the GIL
     # many times longer, which the event loop feels as latency.
@@ -33,17 +37,20 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         "json_deserializer": orjson.loads,
     }
     if url.startswith("sqlite"):
+        busy = statement_timeout_seconds if statement_timeout_seconds is not None else 30.0
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **json_options
+            url, connect_args={"check_same_thread": False, "timeout": busy}, **json_options
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if statement_timeout_seconds is not None:
+        milliseconds = int(statement_timeout_seconds * 1000)
+        connect_args["options"] = (
+            f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}"
+        )
     return create_engine(
-        url,
-        pool_size=pool_size,
-        pool_pre_ping=True,
-        connect_args={"connect_timeout": 5},
-        **json_options,
+        url, pool_size=pool_size, pool_pre_ping=True, connect_args=connect_args, **json_options
     )
 
 
@@ -52,7 +59,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers (stored-completions calls) run while the capture writer commits.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
