@@ -2,4 +2,6 @@
 evaluation, promotion and cycles. Imports ``storage``, never ``proxy``.
 """
 
-__all__: list[str] = []
+from finetune._prompt import normalise_text, prompt_hash, prompt_key
+
+__all__ = ["normalise_text", "prompt_hash", "prompt_key"]

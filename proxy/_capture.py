@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from finetune import prompt_hash
 from proxy._accumulate import StreamError, accumulate_sse
 
 
@@ -91,6 +92,12 @@ def build_row(exchange: Exchange) -> dict[str, Any]:
         "completion_tokens": None,
         "total_tokens": None,
         "finish_reason": None,
+        "review_status": "pending",
+        "tags": [],
+        "rating": None,
+        "feedback": None,
+        "prompt_hash": prompt_hash(request),
+        "has_tool_calls": False,
     }
     completion, error = _parse_response(exchange)
     if error is None and exchange.error_message is not None:
@@ -108,6 +115,12 @@ def build_row(exchange: Exchange) -> dict[str, Any]:
         choices = completion.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             row["finish_reason"] = _str_or_none(choices[0].get("finish_reason"))
+            row["has_tool_calls"] = any(
+                isinstance(c, dict)
+                and isinstance(c.get("message"), dict)
+                and bool(c["message"].get("tool_calls") or c["message"].get("function_call"))
+                for c in choices
+            )
     return row
 
 

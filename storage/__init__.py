@@ -15,6 +15,7 @@ from storage._captures import (
     update_capture_metadata,
 )
 from storage._engine import make_engine, normalise_url, session_scope
+from storage._filters import CaptureFilter, FeedbackKind, ReviewStatus, filter_clauses
 from storage._keys import (
     KEY_PREFIX,
     create_api_key,
@@ -24,17 +25,33 @@ from storage._keys import (
     revoke_api_key,
 )
 from storage._migrate import current_revision, head_revision, upgrade
-from storage._models import ApiKey, Capture, utcnow
+from storage._models import (
+    ApiKey,
+    Capture,
+    CaptureEdit,
+    Dataset,
+    DatasetExample,
+    Feedback,
+    utcnow,
+)
 
 __all__ = [
     "KEY_PREFIX",
     "ApiKey",
     "Capture",
+    "CaptureEdit",
+    "CaptureFilter",
+    "Dataset",
+    "DatasetExample",
+    "Feedback",
+    "FeedbackKind",
     "Order",
+    "ReviewStatus",
     "count_captures",
     "create_api_key",
     "current_revision",
     "delete_capture",
+    "filter_clauses",
     "find_active_key",
     "get_capture",
     "get_capture_by_completion_id",

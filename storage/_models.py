@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -23,6 +23,9 @@ class Capture(SQLModel, table=True):
     __table_args__ = (
         Index("ix_captures_key_id", "api_key_id", "id"),
         Index("ix_captures_model_id", "requested_model", "id"),
+        Index("ix_captures_review_status_id", "review_status", "id"),
+        Index("ix_captures_alias_id", "alias", "id"),
+        Index("ix_captures_created_at", "created_at"),
     )
 
     # Time-ordered, so ordering by id is ordering by arrival and cursors stay cheap.
@@ -59,6 +62,97 @@ class Capture(SQLModel, table=True):
     store: bool | None = None
     user: str | None = Field(default=None, max_length=400)
     api_key_id: str | None = Field(default=None, max_length=64)
+
+    # Curation.
+    review_status: str = Field(default="pending", max_length=16)
+    """pending, approved or rejected."""
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    rating: int | None = None
+    """1-5, set by a reviewer."""
+    feedback: str | None = Field(default=None, max_length=16)
+    """The latest end-user feedback: positive, negative or neutral."""
+    prompt_hash: str | None = Field(default=None, max_length=64, index=True)
+    """Stable hash of the normalised prompt and tools: duplicates share it; splits follow it."""
+    has_tool_calls: bool = False
+
+
+class CaptureEdit(SQLModel, table=True):
+    """A corrected assistant message, kept beside the original; the newest one counts."""
+
+    __tablename__ = "capture_edits"
+
+    id: int | None = Field(default=None, primary_key=True)
+    capture_id: str = Field(
+        foreign_key="captures.id", ondelete="CASCADE", index=True, max_length=40
+    )
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    author: str = Field(default="admin", max_length=200)
+    message: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class Feedback(SQLModel, table=True):
+    """End-user feedback on a completion, keyed by the completion id the client saw."""
+
+    __tablename__ = "feedback"
+
+    id: int | None = Field(default=None, primary_key=True)
+    capture_id: str | None = Field(
+        default=None, foreign_key="captures.id", ondelete="CASCADE", index=True, max_length=40
+    )
+    completion_id: str = Field(index=True, max_length=200)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    thumbs: int | None = None
+    """+1 or -1."""
+    score: float | None = None
+    comment: str | None = Field(default=None, max_length=10_000)
+    corrected: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    """A better assistant message, when the user gave one."""
+    api_key_id: str | None = Field(default=None, max_length=64)
+
+
+class Dataset(SQLModel, table=True):
+    """An immutable, versioned snapshot of curated examples."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_datasets_name_version"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200, index=True)
+    version: int
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    filter: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    """The capture filter it was built from."""
+    lineage: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONType, nullable=False)
+    )
+    """How it was built: rules, duplicate policy, redaction, stillroom version."""
+    split: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    """Ratios for train / validation / test."""
+    counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+
+
+class DatasetExample(SQLModel, table=True):
+    """One frozen example of a dataset: later edits to its capture never change it."""
+
+    __tablename__ = "dataset_examples"
+    __table_args__ = (Index("ix_dataset_examples_split", "dataset_id", "split", "position"),)
+
+    dataset_id: str = Field(
+        foreign_key="datasets.id", ondelete="CASCADE", primary_key=True, max_length=40
+    )
+    capture_id: str = Field(primary_key=True, max_length=40)
+    position: int
+    split: str = Field(max_length=16)
+    prompt_hash: str = Field(max_length=64)
+    example: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    """The chat fine-tuning example: messages (answer appended), tools, functions, ..."""
 
 
 class ApiKey(SQLModel, table=True):

@@ -55,7 +55,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     pg_url: str = request.getfixturevalue("pg_database_url")
     engine = make_engine(pg_url)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE captures, api_keys"))
+        connection.execute(
+            text("TRUNCATE captures, api_keys, capture_edits, feedback, datasets, dataset_examples")
+        )
     engine.dispose()
     return pg_url
 

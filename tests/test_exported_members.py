@@ -20,8 +20,8 @@ def test_storage_exports_exist_once_each() -> None:
     )
 
 
-def test_finetune_exports_nothing_yet() -> None:
-    assert finetune.__all__ == []
+def test_finetune_exports_the_prompt_hash() -> None:
+    assert "prompt_hash" in finetune.__all__
 
 
 def test_layers_import_only_downwards() -> None:

@@ -1,0 +1,124 @@
+"""A filter over captures, as data: the admin API, the CLI and datasets share it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import (
+    String,
+    and_,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
+
+from storage._models import Capture
+
+ReviewStatus = Literal["pending", "approved", "rejected"]
+FeedbackKind = Literal["positive", "negative", "neutral", "none"]
+
+
+class CaptureFilter(BaseModel):
+    """Every field narrows the selection; an empty filter selects every capture."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: list[ReviewStatus] | None = None
+    model: list[str] | None = None
+    """Requested or served model."""
+    alias: list[str] | None = None
+    tags: list[str] | None = None
+    """Captures carrying every one of these curation tags."""
+    metadata: dict[str, str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    finish_reason: list[str] | None = None
+    has_tool_calls: bool | None = None
+    error: bool | None = None
+    """True: failed (non-2xx, or no upstream answer); False: answered with 2xx."""
+    feedback: list[FeedbackKind] | None = None
+    stream: bool | None = None
+    min_prompt_tokens: int | None = Field(default=None, ge=0)
+    max_prompt_tokens: int | None = Field(default=None, ge=0)
+    min_completion_tokens: int | None = Field(default=None, ge=0)
+    max_completion_tokens: int | None = Field(default=None, ge=0)
+    min_total_tokens: int | None = Field(default=None, ge=0)
+    max_total_tokens: int | None = Field(default=None, ge=0)
+    search: str | None = Field(default=None, min_length=1, max_length=500)
+    """Text anywhere in the request's messages or the response, case-insensitive."""
+    api_key_id: str | None = None
+
+
+def filter_clauses(capture_filter: CaptureFilter, dialect: str) -> list[ColumnElement[bool]]:
+    """SQL conditions for ``capture_filter`` on the captures table, for ``dialect``."""
+    f = capture_filter
+    table: Any = Capture.__table__  # type: ignore[attr-defined]
+    c = table.c
+    clauses: list[ColumnElement[bool]] = []
+    if f.status:
+        clauses.append(c.review_status.in_(f.status))
+    if f.model:
+        clauses.append(or_(c.requested_model.in_(f.model), c.served_model.in_(f.model)))
+    if f.alias:
+        clauses.append(c.alias.in_(f.alias))
+    for tag in f.tags or []:
+        clauses.append(_json_array_contains(c.tags, tag, dialect))
+    for key, value in (f.metadata or {}).items():
+        clauses.append(c.metadata[key].as_string() == value)
+    if f.created_after is not None:
+        clauses.append(c.created_at >= f.created_after)
+    if f.created_before is not None:
+        clauses.append(c.created_at < f.created_before)
+    if f.finish_reason:
+        clauses.append(c.finish_reason.in_(f.finish_reason))
+    if f.has_tool_calls is not None:
+        clauses.append(c.has_tool_calls.is_(true() if f.has_tool_calls else false()))
+    if f.error is not None:
+        ok = and_(c.status_code >= 200, c.status_code < 300, c.error_kind.is_(None))
+        clauses.append(not_(ok) if f.error else ok)
+    if f.feedback:
+        kinds = [k for k in f.feedback if k != "none"]
+        options = [c.feedback.in_(kinds)] if kinds else []
+        if "none" in f.feedback:
+            options.append(c.feedback.is_(None))
+        clauses.append(or_(*options))
+    if f.stream is not None:
+        clauses.append(c.stream.is_(true() if f.stream else false()))
+    bounds = (
+        (c.prompt_tokens, f.min_prompt_tokens, f.max_prompt_tokens),
+        (c.completion_tokens, f.min_completion_tokens, f.max_completion_tokens),
+        (c.total_tokens, f.min_total_tokens, f.max_total_tokens),
+    )
+    for column, low, high in bounds:
+        if low is not None:
+            clauses.append(column >= low)
+        if high is not None:
+            clauses.append(column <= high)
+    if f.search:
+        pattern = "%" + f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        texts = (cast(c.request["messages"], String), cast(c.response, String))
+        if dialect == "postgresql":
+            clauses.append(or_(*(t.ilike(pattern, escape="\\") for t in texts)))
+        else:
+            clauses.append(or_(*(func.lower(t).like(pattern.lower(), escape="\\") for t in texts)))
+    if f.api_key_id is not None:
+        clauses.append(c.api_key_id == f.api_key_id)
+    return clauses
+
+
+def _json_array_contains(column: Any, value: str, dialect: str) -> ColumnElement[bool]:
+    if dialect == "postgresql":
+        return type_coerce(column, JSONB).contains([value])
+    each = func.json_each(column).table_valued("value")
+    return exists(select(literal(1)).select_from(each).where(each.c.value == value))
