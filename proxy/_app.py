@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,19 @@ from proxy._upstream import Upstream
 from storage import make_engine
 
 log = logging.getLogger("stillroom")
+
+
+def _settle_garbage_collector() -> None:
+    """Keep full collections off the request path.
+
+    Everything alive at start-up (modules, the app) is frozen out of the collector, and the
+    youngest generation is collected less often: a request allocates many short-lived
+    objects, and under load the default thresholds made collections of the whole heap show
+    up as 80 ms stalls at p99 (measured with `make bench`).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 1_000)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -72,6 +86,7 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         sink.start()
         await upstream.open()
+        _settle_garbage_collector()
         log.info("stillroom ready: upstream %s", settings.upstream_base_url)
         try:
             yield
