@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from bench import environment, measure, postgres, procstat, report
+from bench import curation, environment, measure, postgres, procstat, report
 from bench.load import ensure_wrk, wrk_version
 from bench.processes import Fleet, StartError
 from bench.targets import REPO_ROOT, Target, start_litellm, start_mock, start_stillroom
@@ -57,6 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="50,000-request RSS soak on stillroom/SQLite (default: on, off with --quick)",
+    )
+    parser.add_argument(
+        "--curation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="then the curation benchmark, python -m bench.curation (default: on, off with "
+        "--quick)",
     )
     parser.add_argument(
         "--targets",
@@ -371,6 +378,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    cpus = os.sched_getaffinity(0)
     result = run(args)
     markdown = report.to_markdown(result)
     print()
@@ -378,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     markdown_path, json_path = report.write(result, args.output_dir)
     print(f"written: {markdown_path}, {json_path}")
+    if args.curation if args.curation is not None else not args.quick:
+        # run() pinned this process to the load generator's CPUs; curation wants them all.
+        os.sched_setaffinity(0, cpus)
+        return curation.main(["--output-dir", str(args.output_dir)])
     return 0
 
 

@@ -9,6 +9,7 @@ import anyio.to_thread
 from litestar import Controller, Request, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath, JSONBody
 from pydantic import BaseModel, Field
 
 from proxy._auth import check_admin
@@ -17,9 +18,7 @@ from proxy._services import services
 from storage import (
     count_captures,
     create_api_key,
-    get_capture,
     list_api_keys,
-    list_capture_summaries,
     revoke_api_key,
     session_scope,
 )
@@ -74,31 +73,6 @@ class AdminController(Controller):
             spool_bytes=found.sink.spool_bytes(),
         )
 
-    @get("/captures")
-    async def list_captures(
-        self, request: Request[Any, Any, Any], before: str | None = None, limit: int = 50
-    ) -> list[dict[str, Any]]:
-        engine = services(request).engine
-
-        def run() -> list[dict[str, Any]]:
-            with session_scope(engine) as session:
-                return list_capture_summaries(session=session, before=before, limit=min(limit, 500))
-
-        return await anyio.to_thread.run_sync(run)
-
-    @get("/captures/{capture_id:str}")
-    async def get_capture(self, request: Request[Any, Any, Any], capture_id: str) -> dict[str, Any]:
-        engine = services(request).engine
-
-        def run() -> dict[str, Any]:
-            with session_scope(engine) as session:
-                capture = get_capture(capture_id, session=session)
-                if capture is None:
-                    raise NotFound(f"No capture '{capture_id}'.", code="not_found")
-                return capture.model_dump(mode="json")
-
-        return await anyio.to_thread.run_sync(run)
-
     @get("/keys")
     async def list_keys(self, request: Request[Any, Any, Any]) -> list[KeyPublic]:
         engine = services(request).engine
@@ -113,7 +87,9 @@ class AdminController(Controller):
         return await anyio.to_thread.run_sync(run)
 
     @post("/keys", status_code=201)
-    async def create_key(self, request: Request[Any, Any, Any], data: KeyCreate) -> KeyCreated:
+    async def create_key(
+        self, request: Request[Any, Any, Any], data: JSONBody[KeyCreate]
+    ) -> KeyCreated:
         engine = services(request).engine
 
         def run() -> KeyCreated:
@@ -125,7 +101,7 @@ class AdminController(Controller):
         return await anyio.to_thread.run_sync(run)
 
     @delete("/keys/{key_id:str}", status_code=200)
-    async def revoke_key(self, request: Request[Any, Any, Any], key_id: str) -> KeyPublic:
+    async def revoke_key(self, request: Request[Any, Any, Any], key_id: FromPath[str]) -> KeyPublic:
         engine = services(request).engine
 
         def run() -> KeyPublic:

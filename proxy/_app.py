@@ -13,9 +13,15 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
+from finetune import storage_redactor
 from proxy._admin import AdminController
+from proxy._admin_captures import CapturesController
+from proxy._admin_datasets import DatasetsController
+from proxy._admin_rules import RulesController
+from proxy._admin_validate import ValidationController
 from proxy._auth import Authenticator
 from proxy._errors import EXCEPTION_HANDLERS
+from proxy._feedback import create_feedback
 from proxy._forward import Forwarder, PassThrough
 from proxy._metrics import Metrics
 from proxy._routes import ROUTES
@@ -58,6 +64,8 @@ def create_app(settings: Settings) -> Litestar:
         batch_size=settings.capture_batch_size,
         flush_seconds=settings.capture_flush_seconds,
         retry_seconds=settings.spool_retry_seconds,
+        rules=settings.rules,
+        redactor=storage_redactor(settings.redaction),
     )
     upstream = Upstream(
         name="default",
@@ -101,7 +109,15 @@ def create_app(settings: Settings) -> Litestar:
             log.info("stillroom stopped; captures flushed")
 
     return Litestar(
-        route_handlers=[*ROUTES, AdminController],
+        route_handlers=[
+            *ROUTES,
+            create_feedback,
+            AdminController,
+            CapturesController,
+            DatasetsController,
+            RulesController,
+            ValidationController,
+        ],
         lifespan=[lifespan],
         state=State({"services": found}),
         exception_handlers=EXCEPTION_HANDLERS,

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from finetune import prompt_hash
+from finetune import Redactor, RuleConfig, evaluate, prompt_hash
 from proxy._accumulate import StreamError, accumulate_sse
 
 
@@ -59,9 +60,17 @@ def decode_body(body: bytes, encoding: str | None) -> bytes:
     raise ValueError(f"unsupported content-encoding {encoding}")
 
 
-def build_row(exchange: Exchange) -> dict[str, Any]:
-    """The capture's columns; never raises on a strange body, it records it instead."""
-    request = exchange.request
+def build_row(
+    exchange: Exchange,
+    *,
+    rules: Sequence[RuleConfig] = (),
+    redactor: Redactor | None = None,
+) -> dict[str, Any]:
+    """The capture's columns; never raises on a strange body, it records it instead.
+
+    With a ``redactor``, request, response and error are scrubbed before anything is derived
+    from them; ``rules`` then set the review status and tags from what will be stored."""
+    request = exchange.request if redactor is None else redactor.redact_value(exchange.request)
     metadata = request.get("metadata")
     row: dict[str, Any] = {
         "id": exchange.capture_id,
@@ -102,6 +111,8 @@ def build_row(exchange: Exchange) -> dict[str, Any]:
     completion, error = _parse_response(exchange)
     if error is None and exchange.error_message is not None:
         error = {"message": exchange.error_message, "type": exchange.error_kind}
+    if redactor is not None:
+        completion, error = redactor.redact_value(completion), redactor.redact_value(error)
     row["error"] = error
     if completion is not None:
         row["response"] = completion
@@ -121,6 +132,15 @@ def build_row(exchange: Exchange) -> dict[str, Any]:
                 and bool(c["message"].get("tool_calls") or c["message"].get("function_call"))
                 for c in choices
             )
+    return apply_rules(row, rules)
+
+
+def apply_rules(row: dict[str, Any], rules: Sequence[RuleConfig]) -> dict[str, Any]:
+    """Set a new capture's review status and tags as the curation rules decide."""
+    if rules:
+        outcome = evaluate(rules, row)
+        row["review_status"] = outcome.status or "pending"
+        row["tags"] = [*row["tags"], *outcome.tags]
     return row
 
 

@@ -11,6 +11,10 @@ from typing import Any
 import click
 from litestar import Litestar
 
+from proxy._cli_captures import captures
+from proxy._cli_datasets import datasets
+from proxy._cli_rules import rules
+from proxy._cli_validate import validate
 from proxy._logging import configure_logging
 from proxy._settings import Settings, SettingsError, load_settings
 from storage import (
@@ -175,6 +179,12 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
     if key is None:
         raise click.ClickException(f"no key {key_id}")
     click.echo(f"revoked {key.id}")
+
+
+cli.add_command(rules)
+cli.add_command(captures)
+cli.add_command(validate)
+cli.add_command(datasets)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@
     ├── AuthenticationFailed       401  missing, unknown or revoked key
     ├── PermissionDenied           403  admin API without the admin key
     ├── NotFound                   404  no such stored completion or route
+    ├── Conflict                   409  a concurrent change won (two builds of one dataset)
     ├── MethodNotAllowed           405
     ├── PayloadTooLarge            413
     ├── UnsupportedMediaType       415
@@ -12,6 +13,8 @@
     └── UpstreamTimeout            504  upstream sent nothing in time
 
 Errors the upstream itself returns are never translated: they pass through unchanged.
+The curation services' ``finetune.CurationError`` becomes NotFound or InvalidRequest here,
+and so does the dataset services' ``finetune.DatasetError`` (or Conflict).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 import orjson
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+
+from finetune import CaptureNotFound, CurationError, DatasetConflict, DatasetError, DatasetNotFound
 
 log = logging.getLogger("stillroom.errors")
 
@@ -55,6 +60,11 @@ class PermissionDenied(ProxyError):
 
 class NotFound(ProxyError):
     status_code = 404
+    error_type = "invalid_request_error"
+
+
+class Conflict(ProxyError):
+    status_code = 409
     error_type = "invalid_request_error"
 
 
@@ -106,7 +116,11 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
         exc.status_code
     )
     error_type = "server_error" if exc.status_code >= 500 else "invalid_request_error"
-    body = error_body(str(exc.detail), error_type, param=None, code=code)
+    # A body that failed validation: name its first bad field, as OpenAI's errors do.
+    first = exc.extra[0] if isinstance(exc.extra, list) and exc.extra else None
+    param = str(first["key"]) if isinstance(first, dict) and first.get("key") else None
+    message = f"{exc.detail}: '{param}': {first.get('message')}" if first and param else None
+    body = error_body(message or str(exc.detail), error_type, param=param, code=code)
     return Response(
         body,
         status_code=exc.status_code,
@@ -121,8 +135,26 @@ def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[byt
     return Response(body, status_code=500, media_type="application/json")
 
 
+def handle_curation_error(_: Request[Any, Any, Any], exc: CurationError) -> Response[bytes]:
+    """The curation services' refusals: an unknown capture is 404, anything else bad input."""
+    kind = NotFound if isinstance(exc, CaptureNotFound) else InvalidRequest
+    return error_response(kind(exc.message, param=exc.param, code=exc.code))
+
+
+def handle_dataset_error(_: Request[Any, Any, Any], exc: DatasetError) -> Response[bytes]:
+    """The dataset services' refusals: unknown dataset 404, a lost race 409, else bad input."""
+    kind: type[ProxyError] = InvalidRequest
+    if isinstance(exc, DatasetNotFound):
+        kind = NotFound
+    elif isinstance(exc, DatasetConflict):
+        kind = Conflict
+    return error_response(kind(exc.message, param=exc.param, code=exc.code))
+
+
 EXCEPTION_HANDLERS: MutableMapping[int | type[Exception], Callable[[Any, Any], Response[Any]]] = {
     ProxyError: handle_proxy_error,
+    CurationError: handle_curation_error,
+    DatasetError: handle_dataset_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

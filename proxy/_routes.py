@@ -7,6 +7,7 @@ from typing import Any
 import anyio.to_thread
 import orjson
 from litestar import Request, Response, delete, get, post, route
+from litestar.params import FromPath
 from sqlalchemy import text
 
 from proxy._errors import InvalidRequest
@@ -35,7 +36,7 @@ async def list_chat_completions(request: Request[Any, Any, Any]) -> Response[byt
 
 @get("/v1/chat/completions/{completion_id:str}", include_in_schema=False)
 async def retrieve_chat_completion(
-    request: Request[Any, Any, Any], completion_id: str
+    request: Request[Any, Any, Any], completion_id: FromPath[str]
 ) -> Response[bytes]:
     found = services(request)
     caller = await found.auth.caller(request.headers.get("authorization"))
@@ -44,7 +45,7 @@ async def retrieve_chat_completion(
 
 @post("/v1/chat/completions/{completion_id:str}", status_code=200, include_in_schema=False)
 async def update_chat_completion(
-    request: Request[Any, Any, Any], completion_id: str
+    request: Request[Any, Any, Any], completion_id: FromPath[str]
 ) -> Response[bytes]:
     found = services(request)
     caller = await found.auth.caller(request.headers.get("authorization"))
@@ -57,7 +58,7 @@ async def update_chat_completion(
 
 @delete("/v1/chat/completions/{completion_id:str}", status_code=200, include_in_schema=False)
 async def delete_chat_completion(
-    request: Request[Any, Any, Any], completion_id: str
+    request: Request[Any, Any, Any], completion_id: FromPath[str]
 ) -> Response[bytes]:
     found = services(request)
     caller = await found.auth.caller(request.headers.get("authorization"))
@@ -66,7 +67,7 @@ async def delete_chat_completion(
 
 @get("/v1/chat/completions/{completion_id:str}/messages", include_in_schema=False)
 async def list_chat_completion_messages(
-    request: Request[Any, Any, Any], completion_id: str
+    request: Request[Any, Any, Any], completion_id: FromPath[str]
 ) -> Response[bytes]:
     found = services(request)
     caller = await found.auth.caller(request.headers.get("authorization"))

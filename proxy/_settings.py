@@ -13,6 +13,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from finetune import RedactionConfig, RuleList
+
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
@@ -69,6 +71,16 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
+
+    rules: RuleList = []
+    """Curation rules, run in order on each new capture and on demand (``stillroom rules``)."""
+
+    redaction: RedactionConfig = RedactionConfig()
+    """What is scrubbed (e-mail, phone, card, IBAN, custom patterns) and where."""
+
+    training_prices: dict[str, float] = {}
+    """US $ per 1M training tokens by base model, over the built-in table of
+    ``finetune.DEFAULT_TRAINING_PRICES``; the validator's cost estimate reads it."""
 
     @field_validator("database_url")
     @classmethod

@@ -17,6 +17,7 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +26,8 @@ import orjson
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from proxy._capture import Exchange, build_row
+from finetune import Redactor, RuleConfig
+from proxy._capture import Exchange, apply_rules, build_row
 from proxy._metrics import Metrics
 from storage import insert_captures, session_scope
 
@@ -43,6 +45,8 @@ class CaptureSink:
         batch_size: int = 500,
         flush_seconds: float = 0.2,
         retry_seconds: float = 2.0,
+        rules: Sequence[RuleConfig] = (),
+        redactor: Redactor | None = None,
     ) -> None:
         self._engine = engine
         self._metrics = metrics
@@ -50,6 +54,8 @@ class CaptureSink:
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
         self._retry_seconds = retry_seconds
+        self._rules = tuple(rules)
+        self._redactor = redactor
         self._spool_dir = spool_dir
         self._spool_path = spool_dir / f"spool-{socket.gethostname()}-{os.getpid()}.jsonl"
         self._spool: IO[bytes] | None = None
@@ -163,17 +169,18 @@ class CaptureSink:
 
     def _row(self, exchange: Exchange) -> dict[str, Any]:
         try:
-            return build_row(exchange)
+            return build_row(exchange, rules=self._rules, redactor=self._redactor)
         except Exception as exc:
             log.exception("capture %s could not be parsed; stored raw", exchange.capture_id)
             exchange.body, body = b"", exchange.body
-            row = build_row(exchange)
-            row["error"] = {
+            row = build_row(exchange, redactor=self._redactor)
+            error = {
                 "message": f"capture could not be parsed: {exc}",
                 "type": "capture_error",
                 "body": body[:65536].decode("utf-8", "replace"),
             }
-            return row
+            row["error"] = error if self._redactor is None else self._redactor.redact_value(error)
+            return apply_rules(row, self._rules)
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
         db_may_answer = self._db_down_since is None or self._retry_is_due()

@@ -59,6 +59,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers (stored-completions calls) run while the capture writer commits.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # SQLite ignores ON DELETE CASCADE unless told: edits and feedback go with their capture.
+    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 

@@ -461,7 +461,7 @@ def test_admin_api_answers_the_admin_key(proxy: Proxy) -> None:
     )
 
     assert response.status_code == 200
-    [summary] = response.json()
+    [summary] = response.json()["data"]
     assert summary["id"] == newest.id
     assert summary["status_code"] == 200
     assert summary["api_key_id"] == newest.api_key_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, inspect
 
 from storage import current_revision, head_revision, upgrade
-from storage._migrate import alembic_config
+from storage._migrate import downgrade
 
 
 def test_store_is_at_head_with_both_tables(engine: Engine) -> None:
@@ -20,12 +20,7 @@ def test_upgrade_twice_is_harmless(engine: Engine) -> None:
 
 
 def test_downgrade_to_base_and_back(engine: Engine) -> None:
-    from alembic import command
-
-    with engine.begin() as connection:
-        config = alembic_config(engine.url.render_as_string(hide_password=False))
-        config.attributes["connection"] = connection
-        command.downgrade(config, "base")
+    downgrade(engine, "base")
     assert "captures" not in inspect(engine).get_table_names()
     upgrade(engine)
     assert "captures" in inspect(engine).get_table_names()
