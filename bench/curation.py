@@ -21,7 +21,7 @@ from types import FrameType
 import psycopg
 
 import storage
-from bench import curation_data, curation_export, curation_pages, environment
+from bench import curation_data, curation_export, curation_pages, environment, procstat
 from bench.curation_report import CurationReport, to_markdown, write
 from bench.targets import REPO_ROOT
 
@@ -80,6 +80,8 @@ def _say(text: str) -> None:
 def run(args: argparse.Namespace) -> CurationReport:
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_before = environment.load_average()
+    busy_before, own_before = procstat.machine_busy_seconds(), environment.own_cpu_seconds()
+    wall_before = time.monotonic()
     print(f"curation bench: {args.rows:,} captures on PostgreSQL", flush=True)
     info = curation_data.ensure(args.rows, regenerate=args.regenerate, say=_say)
     versions = environment.base_versions(REPO_ROOT)
@@ -134,9 +136,14 @@ def run(args: argparse.Namespace) -> CurationReport:
     finally:
         engine.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
+    wall = time.monotonic() - wall_before
+    others = procstat.machine_busy_seconds() - busy_before
+    others -= environment.own_cpu_seconds() - own_before
     report.notes.append(
-        f"Load average at start {load_before}, at end {environment.load_average()}; other "
-        "processes on the machine (tests of other work, say) perturb the figures."
+        f"Other processes, the PostgreSQL server included, used {max(0.0, others):.0f} CPU-s "
+        f"during the {wall:.0f} s run ({max(0.0, others) / wall * 100:.0f} % of one CPU); load "
+        f"average at start {load_before}, at end {environment.load_average()}. PostgreSQL does "
+        "most of the work here, but anything else running (tests of other work) perturbs it."
     )
     report.notes.append(
         "Latencies include taking a pooled connection, BEGIN and COMMIT; the PostgreSQL "

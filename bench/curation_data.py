@@ -30,7 +30,7 @@ from proxy._capture import Exchange, build_row
 DATABASE = "stillroom_bench_curation"
 URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
 CONNINFO = f"host=127.0.0.1 port=5432 user=postgres dbname={DATABASE} connect_timeout=5"
-DATA_VERSION = 1
+DATA_VERSION = 2
 """Bump when the generator changes, so kept databases are made again."""
 SEED = 20261122
 SPAN_S = 30 * 86_400
@@ -217,9 +217,10 @@ class Generator:
         while len(pending) < count:
             begun = rng.uniform(low, high)
             conversation = self.traffic.conversation(int(begun))
+            # The whole conversation inside the window, so windows follow one another in time.
+            begun = min(begun, high - conversation.turns[-1].offset_s - rng.uniform(1e-3, 1.0))
             for index, turn in enumerate(conversation.turns):
-                when = min(begun + turn.offset_s, high - 1e-3)
-                pending.append((when, conversation, index))
+                pending.append((begun + turn.offset_s, conversation, index))
         pending = pending[:count]
         pending.sort(key=lambda item: item[0])
         return [self._row(when, conversation, index) for when, conversation, index in pending]

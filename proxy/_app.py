@@ -15,18 +15,24 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from finetune import storage_redactor
 from proxy._admin import AdminController
+from proxy._admin_aliases import AliasesController
 from proxy._admin_captures import CapturesController
 from proxy._admin_datasets import DatasetsController
+from proxy._admin_evals import EvaluationsController
 from proxy._admin_rules import RulesController
+from proxy._admin_training import TrainingController, job_tracker
 from proxy._admin_validate import ValidationController
 from proxy._auth import Authenticator
 from proxy._errors import EXCEPTION_HANDLERS
 from proxy._feedback import create_feedback
 from proxy._forward import Forwarder, PassThrough
 from proxy._metrics import Metrics
+from proxy._model_list import list_models
+from proxy._router import RouteTable, named_upstreams
 from proxy._routes import ROUTES
 from proxy._services import Services
 from proxy._settings import Settings
+from proxy._shadow import ShadowRunner
 from proxy._sink import CaptureSink
 from proxy._stored import StoredCompletions
 from proxy._upstream import Upstream
@@ -76,6 +82,9 @@ def create_app(settings: Settings) -> Litestar:
     upstream_key = (
         settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
     )
+    routes = RouteTable(engine, refresh_seconds=settings.route_refresh_seconds)
+    shadows = ShadowRunner(max_in_flight=settings.shadow_max_in_flight)
+    extra_upstreams, upstream_keys = named_upstreams(settings)
     found = Services(
         settings=settings,
         engine=engine,
@@ -85,20 +94,43 @@ def create_app(settings: Settings) -> Litestar:
         auth=Authenticator(
             engine, upstream_key=upstream_key, allow_client_keys=settings.allow_client_keys
         ),
-        forwarder=Forwarder(upstream, sink, metrics),
+        forwarder=Forwarder(
+            upstream,
+            sink,
+            metrics,
+            routes=routes,
+            shadows=shadows,
+            extra_upstreams=extra_upstreams,
+            upstream_keys=upstream_keys,
+        ),
         passthrough=PassThrough(upstream, metrics),
         stored=StoredCompletions(engine),
+        routes=routes,
+        shadows=shadows,
+        extra_upstreams=extra_upstreams,
     )
+
+    tracker = job_tracker(settings, engine)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         sink.start()
+        tracker.start()
         await upstream.open()
+        for extra in extra_upstreams.values():
+            await extra.open()
+        await routes.start()
         _settle_garbage_collector()
         log.info("stillroom ready: upstream %s", settings.upstream_base_url)
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(tracker.stop)
+            await routes.stop()
+            # Shadows still running get a moment, then are cancelled (and captured as such).
+            await shadows.close(grace_seconds=5)
+            for extra in extra_upstreams.values():
+                await extra.close()
             await upstream.close()
             # Joining the writer blocks; a thread keeps the loop free while it drains.
             # Bounded: a writer stuck past its own statement timeout has its captures spooled.
@@ -110,12 +142,16 @@ def create_app(settings: Settings) -> Litestar:
 
     return Litestar(
         route_handlers=[
+            list_models,
             *ROUTES,
             create_feedback,
             AdminController,
+            AliasesController,
             CapturesController,
             DatasetsController,
+            EvaluationsController,
             RulesController,
+            TrainingController,
             ValidationController,
         ],
         lifespan=[lifespan],

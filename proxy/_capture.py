@@ -47,6 +47,12 @@ class Exchange:
     error_kind: str | None = None
     """None when the upstream answered; else timeout, connection, stream_cut, client_abandoned."""
     error_message: str | None = None
+    extra_tags: list[str] | None = None
+    """Tags the proxy itself sets, e.g. ``shadow`` on a shadow request's capture."""
+    extra_metadata: dict[str, str] | None = None
+    """Added to the request's metadata: ``stillroom_shadow_of`` on a shadow capture,
+    ``stillroom_fallback_from`` / ``stillroom_fallback_reason`` when a student's error was
+    answered by the teacher instead."""
 
 
 def decode_body(body: bytes, encoding: str | None) -> bytes:
@@ -108,6 +114,10 @@ def build_row(
         "prompt_hash": prompt_hash(request),
         "has_tool_calls": False,
     }
+    if exchange.extra_metadata:
+        row["metadata_"].update(exchange.extra_metadata)
+    if exchange.extra_tags:
+        row["tags"] = list(exchange.extra_tags)
     completion, error = _parse_response(exchange)
     if error is None and exchange.error_message is not None:
         error = {"message": exchange.error_message, "type": exchange.error_kind}

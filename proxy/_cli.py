@@ -11,9 +11,12 @@ from typing import Any
 import click
 from litestar import Litestar
 
+from proxy._cli_aliases import aliases
 from proxy._cli_captures import captures
 from proxy._cli_datasets import datasets
+from proxy._cli_evals import evals
 from proxy._cli_rules import rules
+from proxy._cli_training import jobs
 from proxy._cli_validate import validate
 from proxy._logging import configure_logging
 from proxy._settings import Settings, SettingsError, load_settings
@@ -185,6 +188,9 @@ cli.add_command(rules)
 cli.add_command(captures)
 cli.add_command(validate)
 cli.add_command(datasets)
+cli.add_command(evals)
+cli.add_command(aliases)
+cli.add_command(jobs)
 
 
 def main() -> None:

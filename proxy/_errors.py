@@ -14,7 +14,10 @@
 
 Errors the upstream itself returns are never translated: they pass through unchanged.
 The curation services' ``finetune.CurationError`` becomes NotFound or InvalidRequest here,
-and so does the dataset services' ``finetune.DatasetError`` (or Conflict).
+and so does the dataset services' ``finetune.DatasetError`` (or Conflict), and the evaluation
+services' ``finetune.EvaluationError``. The training services' ``finetune.TrainingError``
+becomes NotFound, InvalidRequest, or UpstreamUnavailable when the backend cannot be reached.
+The alias services' ``finetune.AliasError`` becomes NotFound, Conflict or InvalidRequest.
 """
 
 from __future__ import annotations
@@ -27,7 +30,21 @@ import orjson
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from finetune import CaptureNotFound, CurationError, DatasetConflict, DatasetError, DatasetNotFound
+from finetune import (
+    AliasConflict,
+    AliasError,
+    AliasNotFound,
+    BackendUnavailable,
+    CaptureNotFound,
+    CurationError,
+    DatasetConflict,
+    DatasetError,
+    DatasetNotFound,
+    EvaluationError,
+    EvaluationNotFound,
+    TrainingError,
+    TrainingJobNotFound,
+)
 
 log = logging.getLogger("stillroom.errors")
 
@@ -151,10 +168,40 @@ def handle_dataset_error(_: Request[Any, Any, Any], exc: DatasetError) -> Respon
     return error_response(kind(exc.message, param=exc.param, code=exc.code))
 
 
+def handle_evaluation_error(_: Request[Any, Any, Any], exc: EvaluationError) -> Response[bytes]:
+    """The evaluation services' refusals: unknown evaluation or dataset 404, else bad input."""
+    kind = NotFound if isinstance(exc, EvaluationNotFound) else InvalidRequest
+    return error_response(kind(exc.message, param=exc.param, code=exc.code))
+
+
+def handle_alias_error(_: Request[Any, Any, Any], exc: AliasError) -> Response[bytes]:
+    """The alias services' refusals: unknown alias 404, existing or raced 409, else bad input."""
+    kind: type[ProxyError] = InvalidRequest
+    if isinstance(exc, AliasNotFound):
+        kind = NotFound
+    elif isinstance(exc, AliasConflict):
+        kind = Conflict
+    return error_response(kind(exc.message, param=exc.param, code=exc.code))
+
+
+def handle_training_error(_: Request[Any, Any, Any], exc: TrainingError) -> Response[bytes]:
+    """The training services' refusals: unknown job 404; a backend that cannot be reached
+    502; anything else (bad data, a backend's refusal such as closed fine-tuning) 400."""
+    kind: type[ProxyError] = InvalidRequest
+    if isinstance(exc, TrainingJobNotFound):
+        kind = NotFound
+    elif isinstance(exc, BackendUnavailable):
+        kind = UpstreamUnavailable
+    return error_response(kind(exc.message, param=exc.param, code=exc.code))
+
+
 EXCEPTION_HANDLERS: MutableMapping[int | type[Exception], Callable[[Any, Any], Response[Any]]] = {
     ProxyError: handle_proxy_error,
     CurationError: handle_curation_error,
     DatasetError: handle_dataset_error,
+    EvaluationError: handle_evaluation_error,
+    AliasError: handle_alias_error,
+    TrainingError: handle_training_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
 import orjson
 from litestar import Request, Response
 from litestar.response import Stream
+from multidict import CIMultiDict
 
+from finetune import Route, Target
 from proxy._auth import Caller
 from proxy._capture import Exchange
 from proxy._errors import InvalidRequest, UnsupportedMediaType, UpstreamTimeout, UpstreamUnavailable
 from proxy._metrics import Metrics
+from proxy._router import RouteTable
+from proxy._shadow import ShadowRunner, send_shadow
 from proxy._sink import CaptureSink
 from proxy._upstream import Upstream, request_headers, response_headers
 
@@ -33,11 +38,26 @@ _EVENT_STREAM = "text/event-stream"
 
 
 class Forwarder:
-    def __init__(self, upstream: Upstream, sink: CaptureSink, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        sink: CaptureSink,
+        metrics: Metrics,
+        *,
+        routes: RouteTable | None = None,
+        shadows: ShadowRunner | None = None,
+        extra_upstreams: Mapping[str, Upstream] | None = None,
+        upstream_keys: Mapping[str, str] | None = None,
+    ) -> None:
         self._upstream = upstream
         self._sink = sink
         self._metrics = metrics
         self._chat_url = upstream.url("/chat/completions")
+        self._routes = routes
+        self._shadows = shadows
+        self._upstreams = {upstream.name: upstream, **(extra_upstreams or {})}
+        # Named upstreams with a key of their own; the others get the caller's upstream key.
+        self._keys = dict(upstream_keys or {})
 
     async def chat_completion(
         self, request: Request[Any, Any, Any], caller: Caller
@@ -51,21 +71,24 @@ class Forwarder:
             )
         body = await request.body()
         payload = _parse_json_object(body)
+        model = payload.get("model")
         exchange = Exchange(
             request=payload,
             api_key_id=caller.key_id,
             upstream=self._upstream.name,
-            served_model=payload.get("model") if isinstance(payload.get("model"), str) else None,
+            served_model=model if isinstance(model, str) else None,
             stream=payload.get("stream") is True,
         )
         headers = request_headers(request.scope["headers"], caller.upstream_key)
-        try:
-            query = request.scope["query_string"]
+        query = request.scope["query_string"]
+        route = (
+            self._routes.get(model) if self._routes is not None and isinstance(model, str) else None
+        )
+        if route is None:
             url = self._upstream.url("/chat/completions", query) if query else self._chat_url
-            upstream = await self._upstream.session.post(url, data=body, headers=headers)
-        except BaseException as exc:
-            self._fail(exchange, started, exc)
-            raise _translate(exc) from exc
+            upstream = await self._post(self._upstream, url, body, headers, exchange, started)
+        else:
+            upstream = await self._post_routed(route, payload, headers, query, exchange, started)
         exchange.ttfb_ms = _ms_since(started)
         exchange.status_code = upstream.status
         exchange.upstream_request_id = upstream.headers.get("x-request-id")
@@ -88,6 +111,129 @@ class Forwarder:
         exchange.body = data
         self._finish(exchange, started)
         return Response(data, status_code=upstream.status, headers=out_headers)
+
+    async def _post(
+        self,
+        upstream: Upstream,
+        url: str,
+        body: bytes,
+        headers: CIMultiDict[str],
+        exchange: Exchange,
+        started: float,
+    ) -> aiohttp.ClientResponse:
+        try:
+            return await upstream.session.post(url, data=body, headers=headers)
+        except BaseException as exc:
+            self._fail(exchange, started, exc)
+            raise _translate(exc) from exc
+
+    async def _post_routed(
+        self,
+        route: Route,
+        payload: dict[str, Any],
+        headers: CIMultiDict[str],
+        query: bytes,
+        exchange: Exchange,
+        started: float,
+    ) -> aiohttp.ClientResponse:
+        """Send to the alias's picked target; a failing student falls back to the teacher once.
+
+        Fallback happens only before anything reached the client: on a connection failure or
+        a 5xx/429 status, streaming or not. The capture names what finally served and, in its
+        metadata, ``stillroom_fallback_from`` (the student) and ``stillroom_fallback_reason``.
+        """
+        user = payload.get("user") or payload.get("safety_identifier")
+        target = route.pick(user if isinstance(user, str) else None)
+        exchange.alias = route.alias
+        teacher = route.teacher
+        if target.role != "student" or teacher is None or teacher == target:
+            teacher = None
+        upstream, sent_headers = self._target(target, headers, exchange, started)
+        url = upstream.url("/chat/completions", query)
+        body = orjson.dumps({**payload, "model": target.model})
+        if teacher is None:
+            return await self._post(upstream, url, body, sent_headers, exchange, started)
+        reason: str
+        try:
+            answer = await upstream.session.post(url, data=body, headers=sent_headers)
+        except aiohttp.ClientError as exc:
+            reason = f"connection: {exc}"
+        except BaseException as exc:
+            self._fail(exchange, started, exc)
+            raise _translate(exc) from exc
+        else:
+            if answer.status < 500 and answer.status != 429:
+                if route.shadow_rate > 0 and random.random() < route.shadow_rate:
+                    self._shadow(route.alias, teacher, payload, headers, exchange)
+                return answer
+            reason = f"status {answer.status}"
+            answer.close()
+        log.warning(
+            "alias %s: student %s failed (%s); asking the teacher",
+            route.alias,
+            target.model,
+            reason,
+        )
+        exchange.extra_metadata = {
+            "stillroom_fallback_from": target.model,
+            "stillroom_fallback_reason": reason[:500],
+        }
+        upstream, sent_headers = self._target(teacher, headers, exchange, started)
+        body = orjson.dumps({**payload, "model": teacher.model})
+        url = upstream.url("/chat/completions", query)
+        return await self._post(upstream, url, body, sent_headers, exchange, started)
+
+    def _target(
+        self, target: Target, headers: CIMultiDict[str], exchange: Exchange, started: float
+    ) -> tuple[Upstream, CIMultiDict[str]]:
+        exchange.upstream = target.upstream
+        exchange.served_model = target.model
+        upstream = self._upstreams.get(target.upstream)
+        if upstream is None:
+            error = UpstreamUnavailable(
+                f"Alias {exchange.alias!r} routes to upstream {target.upstream!r}, "
+                "which is not configured.",
+                code="unknown_upstream",
+            )
+            exchange.error_kind = "connection"
+            exchange.error_message = error.message
+            self._finish(exchange, started)
+            raise error
+        key = self._keys.get(target.upstream)
+        if key is None:
+            return upstream, headers
+        own = headers.copy()
+        own["authorization"] = f"Bearer {key}"
+        return upstream, own
+
+    def _shadow(
+        self,
+        alias: str,
+        teacher: Target,
+        payload: dict[str, Any],
+        headers: CIMultiDict[str],
+        served: Exchange,
+    ) -> None:
+        upstream = self._upstreams.get(teacher.upstream)
+        if self._shadows is None or upstream is None:
+            return
+        key = self._keys.get(teacher.upstream)
+        if key is not None:
+            headers = headers.copy()
+            headers["authorization"] = f"Bearer {key}"
+        self._shadows.submit(
+            send_shadow(
+                upstream=upstream,
+                teacher=teacher,
+                alias=alias,
+                payload=payload,
+                headers=headers,
+                served_capture_id=served.capture_id,
+                api_key_id=served.api_key_id,
+                sink=self._sink,
+                metrics=self._metrics,
+            )
+        )
 
     async def _relay_stream(
         self, upstream: aiohttp.ClientResponse, exchange: Exchange, started: float

@@ -11,7 +11,9 @@ from sqlalchemy import Engine
 from proxy._auth import Authenticator
 from proxy._forward import Forwarder, PassThrough
 from proxy._metrics import Metrics
+from proxy._router import RouteTable
 from proxy._settings import Settings
+from proxy._shadow import ShadowRunner
 from proxy._sink import CaptureSink
 from proxy._stored import StoredCompletions
 from proxy._upstream import Upstream
@@ -28,6 +30,14 @@ class Services:
     forwarder: Forwarder
     passthrough: PassThrough
     stored: StoredCompletions
+    routes: RouteTable
+    shadows: ShadowRunner
+    extra_upstreams: dict[str, Upstream]
+    """The named upstreams of ``settings.upstreams``, beside ``upstream`` (``default``)."""
+
+    @property
+    def upstream_names(self) -> list[str]:
+        return [self.upstream.name, *self.extra_upstreams]
 
 
 def services(request: Request[Any, Any, Any]) -> Services:

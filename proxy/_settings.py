@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -13,9 +21,27 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from finetune import RedactionConfig, RuleList
+from finetune import BackendConfig, RedactionConfig, RuleList
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+class UpstreamConfig(BaseModel):
+    """A named upstream that alias targets can send to, beside ``default``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    """OpenAI-compatible server, including its ``/v1``."""
+    api_key: SecretStr | None = None
+    """Key sent to it; without one, the caller's upstream key is sent."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -78,9 +104,40 @@ class Settings(BaseSettings):
     redaction: RedactionConfig = RedactionConfig()
     """What is scrubbed (e-mail, phone, card, IBAN, custom patterns) and where."""
 
+    judge_model: str = Field(default="gpt-4o-mini", min_length=1, max_length=200)
+    """Model that judges evaluation answers (rubric and pairwise), asked through the upstream."""
+
+    eval_concurrency: int = Field(default=4, ge=1, le=256)
+    """Most upstream calls an evaluation has in flight at once, judge calls included."""
+
     training_prices: dict[str, float] = {}
     """US $ per 1M training tokens by base model, over the built-in table of
     ``finetune.DEFAULT_TRAINING_PRICES``; the validator's cost estimate reads it."""
+
+    training_backends: dict[str, BackendConfig] = {}
+    """Named training backends; ``openai`` (the upstream's URL and key) needs no entry."""
+
+    training_file_wait_seconds: float = Field(default=600.0, gt=0)
+    """Longest wait for an uploaded training file to be processed before a launch gives up."""
+
+    training_poll_seconds: float = Field(default=30.0, gt=0)
+    """How often a running training job is synced from its backend."""
+
+    upstreams: dict[str, UpstreamConfig] = {}
+    """Extra named upstreams for alias targets; ``default`` is always ``upstream_base_url``."""
+
+    route_refresh_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often each process checks the database for alias changes."""
+
+    shadow_max_in_flight: int = Field(default=32, ge=1, le=10_000)
+    """Shadow requests running at once per process; more are skipped, never queued."""
+
+    @field_validator("upstreams")
+    @classmethod
+    def _no_second_default(cls, value: dict[str, UpstreamConfig]) -> dict[str, UpstreamConfig]:
+        if "default" in value:
+            raise ValueError("'default' is upstream_base_url; give extra upstreams other names")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -5,12 +5,29 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 # None is SQL NULL, so "IS NULL" means what it says.
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back aware, in UTC: SQLite drops the zone it was given."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 def utcnow() -> datetime:
@@ -32,7 +49,7 @@ class Capture(SQLModel, table=True):
     # Time-ordered, so ordering by id is ordering by arrival and cursors stay cheap.
     id: str = Field(primary_key=True, max_length=40)
     completion_id: str | None = Field(default=None, index=True, max_length=200)
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
     request: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
     response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
@@ -87,7 +104,7 @@ class CaptureEdit(SQLModel, table=True):
         foreign_key="captures.id", ondelete="CASCADE", index=True, max_length=40
     )
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     author: str = Field(default="admin", max_length=200)
     message: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
@@ -105,7 +122,7 @@ class Feedback(SQLModel, table=True):
     )
     completion_id: str = Field(index=True, max_length=200)
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     thumbs: int | None = None
     """+1 or -1."""
@@ -126,7 +143,7 @@ class Dataset(SQLModel, table=True):
     name: str = Field(max_length=200, index=True)
     version: int
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     filter: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
     """The capture filter it was built from."""
@@ -166,6 +183,6 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(unique=True, max_length=64)
     prefix: str = Field(max_length=16)
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
-    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from sqlalchemy import Engine, text
+from sqlmodel import SQLModel
 
 from storage import make_engine, upgrade
 from tests.support import PG_ADMIN_URL, pg_available
@@ -55,9 +56,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     pg_url: str = request.getfixturevalue("pg_database_url")
     engine = make_engine(pg_url)
     with engine.begin() as connection:
-        connection.execute(
-            text("TRUNCATE captures, api_keys, capture_edits, feedback, datasets, dataset_examples")
-        )
+        # Every table the models know, so a new table never leaks rows between tests.
+        tables = ", ".join(table.name for table in SQLModel.metadata.sorted_tables)
+        connection.execute(text(f"TRUNCATE {tables} CASCADE"))
     engine.dispose()
     return pg_url
 

@@ -7,6 +7,11 @@ from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
 import storage._models  # noqa: F401  registers the tables on SQLModel.metadata
+from storage import (
+    _evaluation_models,  # noqa: F401  the evaluation tables
+    _routing_models,  # noqa: F401  the alias routing tables
+    _training_models,  # noqa: F401  the training tables
+)
 
 target_metadata = SQLModel.metadata
 config = context.config
