@@ -32,7 +32,7 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 ## PostgreSQL at 127.0.0.1:5432: start it if it is down; its tests skip, loudly, only if it can't be had.
 postgres:

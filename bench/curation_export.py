@@ -33,14 +33,17 @@ from storage import session_scope
 T = TypeVar("T")
 DATASET_NAME = "bench-curation"
 
-# The build's own rules in SQL: answered, approved, one example per conversation or prompt.
+# The build's own rules in SQL: approved, answered (or edited: an edit stands in for an answer
+# the content filter withheld), one example per conversation or prompt.
 _CUT = text(
     """
     SELECT newest FROM (
         SELECT max(created_at) AS newest FROM captures
         WHERE review_status = 'approved'
           AND status_code >= 200 AND status_code < 300 AND error_kind IS NULL
-          AND NOT abandoned AND finish_reason IS DISTINCT FROM 'content_filter'
+          AND NOT abandoned
+          AND (finish_reason IS DISTINCT FROM 'content_filter'
+               OR EXISTS (SELECT 1 FROM capture_edits WHERE capture_id = captures.id))
         GROUP BY coalesce(metadata ->> 'thread', prompt_hash)
     ) AS examples
     ORDER BY newest DESC OFFSET :skip LIMIT 1

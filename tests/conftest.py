@@ -14,7 +14,6 @@ from storage import make_engine, upgrade
 from tests.support import PG_ADMIN_URL, pg_available
 
 _PG_SKIP_REASON = "PostgreSQL is not reachable on 127.0.0.1:5432 (run `make postgres`)"
-_pg_skips: list[str] = []
 
 
 def _fresh_pg_database(name: str) -> str:
@@ -33,7 +32,6 @@ def _drop_pg_database(name: str) -> None:
 def pg_database_url() -> Iterator[str]:
     """One migrated PostgreSQL database for the session; tables are emptied per test."""
     if not pg_available():
-        _pg_skips.append("x")
         pytest.skip(_PG_SKIP_REASON)
     name = f"stillroom_test_{os.getpid()}"
     url = _fresh_pg_database(name)
@@ -71,7 +69,9 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _pg_skips:
+    # Read from the skip reports, not a global: under xdist the skips happen in the workers.
+    skipped = terminalreporter.stats.get("skipped", [])
+    if any(_PG_SKIP_REASON in str(getattr(report, "longrepr", "")) for report in skipped):
         bar = "#" * 78
         terminalreporter.write_line(bar, red=True, bold=True)
         terminalreporter.write_line(
@@ -91,7 +91,6 @@ def server_database_url(
         yield f"sqlite:///{tmp_path_factory.mktemp('serverdb') / 'stillroom.db'}"
         return
     if not pg_available():
-        _pg_skips.append("x")
         pytest.skip(_PG_SKIP_REASON)
     module = request.module.__name__.rsplit(".", 1)[-1]
     name = f"stillroom_e2e_{os.getpid()}_{module}"[:63]
