@@ -48,8 +48,8 @@ class LoadInfo:
     seconds: float
     """Generating and loading, or checking the kept database."""
     revision: str | None
-    table_bytes: int = 0
     side_rows: dict[str, int] = field(default_factory=dict)
+    """Edits and feedback rows loaded beside the captures (none counted when reused)."""
 
 
 def _marker(rows: int) -> str:

@@ -78,6 +78,8 @@ def filter_cases(newest: datetime) -> list[FilterCase]:
         FilterCase("alias=sql-assistant", [("alias", "sql-assistant")]),
         FilterCase("tag=gold", [("tag", "gold")], second_page=True),
         FilterCase("metadata.team=legal", [("metadata.team", "legal")]),
+        FilterCase("tag=escalated (no capture has it)", [("tag", "escalated")]),
+        FilterCase("metadata.team=nobody (no match)", [("metadata.team", "nobody")]),
         FilterCase("created in the last day", [("created_after", day_ago)]),
         FilterCase(
             "created in one day, 10 days back",
