@@ -74,8 +74,12 @@ def filter_clauses(capture_filter: CaptureFilter, dialect: str) -> list[ColumnEl
         clauses.append(c.alias.in_(f.alias))
     for tag in f.tags or []:
         clauses.append(_json_array_contains(c.tags, tag, dialect))
-    for key, value in (f.metadata or {}).items():
-        clauses.append(c.metadata[key].as_string() == value)
+    if f.metadata and dialect == "postgresql":
+        # Containment has statistics and a GIN index; ->> equality has neither, and a wrong
+        # guess of its selectivity made the planner sort a sequential scan.
+        clauses.append(type_coerce(c.metadata, JSONB).contains(dict(f.metadata)))
+    elif f.metadata:
+        clauses.extend(c.metadata[key].as_string() == value for key, value in f.metadata.items())
     if f.created_after is not None:
         clauses.append(c.created_at >= f.created_after)
     if f.created_before is not None:
