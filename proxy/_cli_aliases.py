@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -28,18 +27,14 @@ from finetune import (
     rollback_alias,
     set_alias,
 )
-from proxy._settings import Settings, SettingsError, load_settings
+from proxy._cli_support import cli_settings
+from proxy._settings import Settings
 from storage import make_engine, session_scope
 
 T = TypeVar("T")
 
 
-def _settings(ctx: click.Context) -> Settings:
-    config: Path | None = (ctx.find_root().obj or {}).get("config")
-    try:
-        return load_settings(config)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+_settings = cli_settings
 
 
 def _run(ctx: click.Context, work: Callable[[Session, Settings], T]) -> T:

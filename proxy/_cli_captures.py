@@ -31,8 +31,8 @@ from finetune import (
     set_capture_status,
 )
 from proxy._admin_captures import detail_public, page_public
-from proxy._settings import SettingsError, load_settings
-from storage import BulkAction, CaptureFilter, ReviewStatus, make_engine, session_scope
+from proxy._cli_support import cli_engine, cli_settings
+from storage import BulkAction, CaptureFilter, ReviewStatus, session_scope
 
 T = TypeVar("T")
 _BULK_ACTIONS = ("approve", "reject", "pending", "tag", "untag", "delete")
@@ -40,17 +40,8 @@ _BULK_ACTIONS = ("approve", "reject", "pending", "tag", "untag", "delete")
 
 @contextmanager
 def _engine(ctx: click.Context) -> Iterator[Engine]:
-    try:
-        settings = load_settings(ctx.obj.get("config") if ctx.obj else None)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    engine = make_engine(settings.database_url)
-    try:
+    with cli_engine(cli_settings(ctx), (CurationError,)) as engine:
         yield engine
-    except CurationError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        engine.dispose()
 
 
 def _in_session(ctx: click.Context, work: Callable[[Session], T]) -> T:

@@ -7,8 +7,7 @@ settings. Progress bars go to stderr, so stdout stays the result alone.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -33,28 +32,16 @@ from finetune import (
 )
 from proxy._admin_datasets import build_lineage, export_hook
 from proxy._cli_captures import capture_filter, filter_options
+from proxy._cli_support import cli_engine, cli_settings
 from proxy._cli_validate import validate_dataset_command
-from proxy._settings import Settings, SettingsError, load_settings
-from storage import Dataset, make_engine
+from proxy._settings import Settings
+from storage import Dataset
+
+_settings = cli_settings
 
 
-def _settings(ctx: click.Context) -> Settings:
-    try:
-        return load_settings((ctx.find_root().obj or {}).get("config"))
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@contextmanager
-def _engine(settings: Settings) -> Iterator[Engine]:
-    """The store from the settings; a refused dataset request exits with its message."""
-    engine = make_engine(settings.database_url)
-    try:
-        yield engine
-    except DatasetError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        engine.dispose()
+def _engine(settings: Settings) -> AbstractContextManager[Engine]:
+    return cli_engine(settings, (DatasetError,))
 
 
 def _summary(dataset: Dataset) -> str:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import click
@@ -28,27 +27,15 @@ from finetune import (
     run_evaluation,
 )
 from proxy._admin_evals import upstream_client
-from proxy._settings import Settings, SettingsError, load_settings
-from storage import Evaluation, EvaluationResult, make_engine
+from proxy._cli_support import cli_engine, cli_settings
+from proxy._settings import Settings
+from storage import Evaluation, EvaluationResult
+
+_settings = cli_settings
 
 
-def _settings(ctx: click.Context) -> Settings:
-    try:
-        return load_settings((ctx.find_root().obj or {}).get("config"))
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@contextmanager
-def _engine(settings: Settings) -> Iterator[Engine]:
-    """The store from the settings; a refused request exits with its message."""
-    engine = make_engine(settings.database_url)
-    try:
-        yield engine
-    except EvaluationError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        engine.dispose()
+def _engine(settings: Settings) -> AbstractContextManager[Engine]:
+    return cli_engine(settings, (EvaluationError,))
 
 
 def _figure(value: Any, percent: bool = False) -> str:

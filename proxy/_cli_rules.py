@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -14,16 +13,10 @@ from finetune import (
     filter_from_params,
     run_rules,
 )
-from proxy._settings import Settings, SettingsError, load_settings
+from proxy._cli_support import cli_settings
 from storage import make_engine
 
-
-def _settings(ctx: click.Context) -> Settings:
-    config: Path | None = (ctx.find_root().obj or {}).get("config")
-    try:
-        return load_settings(config)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+_settings = cli_settings
 
 
 def describe_conditions(rule: RuleConfig) -> str:

@@ -8,8 +8,7 @@ stderr, so stdout stays the result alone).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import click
@@ -32,27 +31,15 @@ from finetune import (
 )
 from proxy._admin_datasets import export_hook
 from proxy._admin_training import backend_from_settings
-from proxy._settings import Settings, SettingsError, load_settings
-from storage import TERMINAL_TRAINING_STATES, TrainingJob, make_engine
+from proxy._cli_support import cli_engine, cli_settings
+from proxy._settings import Settings
+from storage import TERMINAL_TRAINING_STATES, TrainingJob
+
+_settings = cli_settings
 
 
-def _settings(ctx: click.Context) -> Settings:
-    try:
-        return load_settings((ctx.find_root().obj or {}).get("config"))
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@contextmanager
-def _engine(settings: Settings) -> Iterator[Engine]:
-    """The store from the settings; a refused request exits with its message."""
-    engine = make_engine(settings.database_url)
-    try:
-        yield engine
-    except (TrainingError, DatasetError) as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        engine.dispose()
+def _engine(settings: Settings) -> AbstractContextManager[Engine]:
+    return cli_engine(settings, (TrainingError, DatasetError))
 
 
 def _line(job: TrainingJob) -> str:

@@ -25,17 +25,14 @@ from finetune import (
     validate_dataset,
     validate_file,
 )
-from proxy._settings import Settings, SettingsError, load_settings
+from proxy._cli_support import cli_settings
+from proxy._settings import Settings
 from storage import make_engine
 
 _SPLITS = ("train", "validation", "test", "all")
 
 
-def _load_settings(ctx: click.Context) -> Settings:
-    try:
-        return load_settings(ctx.obj.get("config") if ctx.obj else None)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+_load_settings = cli_settings
 
 
 def _options(settings: Settings, base_model: str, epochs: int | None) -> ValidationOptions:
