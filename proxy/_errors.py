@@ -152,56 +152,39 @@ def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[byt
     return Response(body, status_code=500, media_type="application/json")
 
 
-def handle_curation_error(_: Request[Any, Any, Any], exc: CurationError) -> Response[bytes]:
-    """The curation services' refusals: an unknown capture is 404, anything else bad input."""
-    kind = NotFound if isinstance(exc, CaptureNotFound) else InvalidRequest
-    return error_response(kind(exc.message, param=exc.param, code=exc.code))
+# Each service's refusals and the HTTP error each becomes. The first class that matches wins,
+# so a specific refusal stands before its family.
+_REFUSALS: tuple[tuple[type[Exception], type[ProxyError]], ...] = (
+    (CaptureNotFound, NotFound),
+    (CurationError, InvalidRequest),
+    (DatasetNotFound, NotFound),
+    (DatasetConflict, Conflict),
+    (DatasetError, InvalidRequest),
+    (EvaluationNotFound, NotFound),
+    (EvaluationError, InvalidRequest),
+    (AliasNotFound, NotFound),
+    (AliasConflict, Conflict),
+    (AliasError, InvalidRequest),
+    (TrainingJobNotFound, NotFound),
+    (BackendUnavailable, UpstreamUnavailable),
+    (TrainingError, InvalidRequest),
+)
 
 
-def handle_dataset_error(_: Request[Any, Any, Any], exc: DatasetError) -> Response[bytes]:
-    """The dataset services' refusals: unknown dataset 404, a lost race 409, else bad input."""
-    kind: type[ProxyError] = InvalidRequest
-    if isinstance(exc, DatasetNotFound):
-        kind = NotFound
-    elif isinstance(exc, DatasetConflict):
-        kind = Conflict
-    return error_response(kind(exc.message, param=exc.param, code=exc.code))
-
-
-def handle_evaluation_error(_: Request[Any, Any, Any], exc: EvaluationError) -> Response[bytes]:
-    """The evaluation services' refusals: unknown evaluation or dataset 404, else bad input."""
-    kind = NotFound if isinstance(exc, EvaluationNotFound) else InvalidRequest
-    return error_response(kind(exc.message, param=exc.param, code=exc.code))
-
-
-def handle_alias_error(_: Request[Any, Any, Any], exc: AliasError) -> Response[bytes]:
-    """The alias services' refusals: unknown alias 404, existing or raced 409, else bad input."""
-    kind: type[ProxyError] = InvalidRequest
-    if isinstance(exc, AliasNotFound):
-        kind = NotFound
-    elif isinstance(exc, AliasConflict):
-        kind = Conflict
-    return error_response(kind(exc.message, param=exc.param, code=exc.code))
-
-
-def handle_training_error(_: Request[Any, Any, Any], exc: TrainingError) -> Response[bytes]:
-    """The training services' refusals: unknown job 404; a backend that cannot be reached
-    502; anything else (bad data, a backend's refusal such as closed fine-tuning) 400."""
-    kind: type[ProxyError] = InvalidRequest
-    if isinstance(exc, TrainingJobNotFound):
-        kind = NotFound
-    elif isinstance(exc, BackendUnavailable):
-        kind = UpstreamUnavailable
+def handle_refusal(_: Request[Any, Any, Any], exc: Any) -> Response[bytes]:
+    """A service refused: unknown things are 404, races 409, an unreachable backend 502,
+    anything else (bad data, a backend's refusal such as closed fine-tuning) 400."""
+    kind = next(http for domain, http in _REFUSALS if isinstance(exc, domain))
     return error_response(kind(exc.message, param=exc.param, code=exc.code))
 
 
 EXCEPTION_HANDLERS: MutableMapping[int | type[Exception], Callable[[Any, Any], Response[Any]]] = {
     ProxyError: handle_proxy_error,
-    CurationError: handle_curation_error,
-    DatasetError: handle_dataset_error,
-    EvaluationError: handle_evaluation_error,
-    AliasError: handle_alias_error,
-    TrainingError: handle_training_error,
+    CurationError: handle_refusal,
+    DatasetError: handle_refusal,
+    EvaluationError: handle_refusal,
+    AliasError: handle_refusal,
+    TrainingError: handle_refusal,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

@@ -103,6 +103,7 @@ def delete_capture(capture: Capture, *, session: Session) -> None:
     session.flush()
 
 
+# What a list shows of a capture: never the request or response bodies.
 SUMMARY_COLUMNS = (
     "id",
     "completion_id",
@@ -117,8 +118,16 @@ SUMMARY_COLUMNS = (
     "finish_reason",
     "prompt_tokens",
     "completion_tokens",
+    "total_tokens",
     "total_ms",
     "api_key_id",
+    "metadata",
+    "review_status",
+    "tags",
+    "rating",
+    "feedback",
+    "has_tool_calls",
+    "prompt_hash",
 )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Select, bindparam, delete, false, func, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from storage._captures import Order
+from storage._captures import SUMMARY_COLUMNS, Order
 from storage._filters import CaptureFilter, ReviewStatus, _json_array_contains, filter_clauses
 from storage._models import Capture, CaptureEdit, Feedback
 
@@ -25,31 +25,6 @@ STATUS_OF_ACTION: dict[str, ReviewStatus] = {
     "pending": "pending",
 }
 
-SUMMARY_COLUMNS = (
-    "id",
-    "completion_id",
-    "created_at",
-    "status_code",
-    "error_kind",
-    "requested_model",
-    "alias",
-    "served_model",
-    "stream",
-    "abandoned",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "total_ms",
-    "api_key_id",
-    "metadata",
-    "review_status",
-    "tags",
-    "rating",
-    "feedback",
-    "has_tool_calls",
-    "prompt_hash",
-)
 """What a list shows of a capture: everything but the bodies."""
 
 
