@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -84,6 +84,15 @@ def filter_clauses(capture_filter: CaptureFilter, dialect: str) -> list[ColumnEl
         clauses.append(c.created_at >= f.created_after)
     if f.created_before is not None:
         clauses.append(c.created_at < f.created_before)
+        # Ids begin with their capture's start time in nanoseconds, so the same bound on the id
+        # lets a newest-first page start inside the window instead of walking back to it.
+        # A second of slack covers the id being taken a moment before the timestamp.
+        before = f.created_before
+        if before.tzinfo is None:
+            before = before.replace(tzinfo=UTC)
+        ceiling_ns = int((before.timestamp() + 1) * 1_000_000_000)
+        if ceiling_ns > 0:
+            clauses.append(c.id < f"cap_{ceiling_ns:016x}")
     if f.finish_reason:
         clauses.append(c.finish_reason.in_(f.finish_reason))
     if f.has_tool_calls is not None:
