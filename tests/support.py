@@ -12,9 +12,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
+
+from proxy import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -130,3 +133,26 @@ def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -
             return
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+ADMIN_KEY = "admin-test-key"
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def admin_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for an in-process app with the admin API on and nothing listening upstream."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "admin_key": ADMIN_KEY,
+        "spool_dir": tmp_path / "spool",
+        "upstream_base_url": "http://127.0.0.1:9/v1",
+    }
+    return Settings(**(values | overrides))
+
+
+def openai_error(response: Any, status: int) -> dict[str, Any]:
+    """The error of an OpenAI-shaped error response with ``status``, checked for its keys."""
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error

@@ -11,31 +11,22 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from proxy import Settings, create_app
+from proxy import create_app
 from storage import Feedback, add_feedback, list_capture_edits, session_scope
 from tests.curation_rows import capture_id, capture_row, store, store_numbered
+from tests.support import ADMIN, admin_settings, openai_error
 
-ADMIN = {"authorization": "Bearer admin-test-key"}
 Client = TestClient[Any]
 
 
 @pytest.fixture
 def client(database_url: str, tmp_path: Path) -> Iterator[Client]:
-    settings = Settings(
-        database_url=database_url,
-        admin_key="admin-test-key",
-        spool_dir=tmp_path / "spool",
-        upstream_base_url="http://127.0.0.1:9/v1",
-    )
+    settings = admin_settings(database_url, tmp_path)
     with TestClient(app=create_app(settings)) as test_client:
         yield test_client
 
 
-def _error(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error: dict[str, Any] = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    return error
+_error = openai_error
 
 
 def test_query_parameters_filter_and_cursors_walk_every_page(

@@ -14,33 +14,26 @@ from litestar.testing import TestClient
 from sqlalchemy import Engine
 
 from finetune import RedactionConfig
-from proxy import Settings, create_app
+from proxy import create_app
 from storage import make_engine, read_examples_page, session_scope
 from tests.finetune._dataset_helpers import answer, capture, question, recorded_rows, store
-from tests.support import ServerProcess, running_server
+from tests.support import ADMIN, ServerProcess, admin_settings, openai_error, running_server
 
-ADMIN = {"authorization": "Bearer admin-test-key"}
 Client = TestClient[Any]
 
 
 @pytest.fixture
 def client(database_url: str, tmp_path: Path) -> Iterator[Client]:
-    settings = Settings(
-        database_url=database_url,
-        admin_key="admin-test-key",
-        spool_dir=tmp_path / "spool",
-        upstream_base_url="http://127.0.0.1:9/v1",
+    settings = admin_settings(
+        database_url,
+        tmp_path,
         rules=[{"name": "reject-errors", "when": {"error": True}, "action": "reject"}],
     )
     with TestClient(app=create_app(settings)) as test_client:
         yield test_client
 
 
-def _error(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error: dict[str, Any] = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    return error
+_error = openai_error
 
 
 def _create(client: Client, **body: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from proxy import Settings, create_app
+from proxy import create_app
 from storage import count_captures, session_scope
 from tests.finetune._eval_helpers import (
     JUDGE,
@@ -23,9 +23,8 @@ from tests.finetune._eval_helpers import (
     said,
     serve_over_http,
 )
-from tests.support import wait_for
+from tests.support import ADMIN, admin_settings, openai_error, wait_for
 
-ADMIN = {"authorization": "Bearer admin-test-key"}
 Client = TestClient[Any]
 
 pytestmark = pytest.mark.usefixtures("clean_evaluations")
@@ -57,10 +56,9 @@ def upstream() -> Iterator[tuple[FakeUpstream, str]]:
 def client(
     database_url: str, tmp_path: Path, upstream: tuple[FakeUpstream, str]
 ) -> Iterator[Client]:
-    settings = Settings(
-        database_url=database_url,
-        admin_key="admin-test-key",
-        spool_dir=tmp_path / "spool",
+    settings = admin_settings(
+        database_url,
+        tmp_path,
         upstream_base_url=upstream[1],
         upstream_api_key="sk-upstream",
         judge_model=JUDGE,
@@ -69,11 +67,7 @@ def client(
         yield test_client
 
 
-def _error(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error: dict[str, Any] = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    return error
+_error = openai_error
 
 
 def _finished(client: Client, evaluation_id: str) -> dict[str, Any]:

@@ -16,17 +16,16 @@ from proxy import Settings, create_app
 from proxy._admin_training import backend_config
 from tests.finetune._training_helpers import SANDBOX_KEY, clear_training, training_dataset
 from tests.sandbox import SandboxConfig, running_sandbox
+from tests.support import ADMIN, admin_settings, openai_error
 
-ADMIN = {"authorization": "Bearer admin-test-key"}
 Client = TestClient[Any]
 BASE = "gpt-4o-mini-2024-07-18"
 
 
 def _settings(database_url: str, upstream: str, tmp_path: Path) -> Settings:
-    return Settings(
-        database_url=database_url,
-        admin_key="admin-test-key",
-        spool_dir=tmp_path / "spool",
+    return admin_settings(
+        database_url,
+        tmp_path,
         upstream_base_url=upstream,
         upstream_api_key=SANDBOX_KEY,
     )
@@ -42,11 +41,7 @@ def client(database_url: str, engine: Engine, tmp_path: Path) -> Iterator[Client
         yield test_client
 
 
-def _error(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error: dict[str, Any] = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    return error
+_error = openai_error
 
 
 def _launch(client: Client, **body: Any) -> Any:
