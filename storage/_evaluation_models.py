@@ -16,7 +16,11 @@ class Evaluation(SQLModel, table=True):
     """One model run on one dataset's test split, scored against the teacher's answers."""
 
     __tablename__ = "evaluations"
-    __table_args__ = (Index("ix_evaluations_dataset_id", "dataset_id", "id"),)
+    __table_args__ = (
+        Index("ix_evaluations_dataset_id", "dataset_id", "id"),
+        # Each replica's worker looks for pending or abandoned evaluations every few seconds.
+        Index("ix_evaluations_state", "state"),
+    )
 
     # Time-ordered, so listing by id lists by creation.
     id: str = Field(primary_key=True, max_length=40)
@@ -42,6 +46,16 @@ class Evaluation(SQLModel, table=True):
         default_factory=dict, sa_column=Column(JSONType, nullable=False)
     )
     """Aggregates once finished: counts, mean rubric score, win rate, check pass rates."""
+    lease_owner: str | None = Field(default=None, max_length=100)
+    """The runner that holds (or last held) the evaluation."""
+    lease_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    """Until when the runner holds it; past that a ``running`` evaluation is anyone's to resume."""
+    attempts: int = 0
+    """How many times a runner claimed it; a crash loop ends it ``failed``."""
+    progress: int = 0
+    """Examples scored and stored so far."""
+    total: int | None = None
+    """Examples in the test split, known once a runner has loaded it."""
 
 
 class EvaluationResult(SQLModel, table=True):

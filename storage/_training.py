@@ -166,3 +166,13 @@ def claim_training_launch(job_id: str, stale_before: datetime, *, session: Sessi
     )
     result: Any = session.execute(stmt)
     return bool(result.rowcount == 1)
+
+
+def touch_training_launch(job_id: str, *, session: Session) -> None:
+    """A launcher's heartbeat: the launch it holds stays its own."""
+    jobs: Any = TrainingJob.__table__  # type: ignore[attr-defined]
+    session.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state == "starting")
+        .values(updated_at=utcnow())
+    )
