@@ -6,6 +6,9 @@ so evaluation traffic is never captured as training data. One semaphore bounds e
 flight (the model's and the judge's alike); a 429 waits as long as ``retry-after`` says, other
 transient failures back off exponentially, both a bounded number of times. The SDK's own
 retries are off, so this is the only retry loop.
+
+Scoring one example lives here; running a whole evaluation (claimed, resumable) in
+``finetune._eval_run``.
 """
 
 from __future__ import annotations
@@ -23,24 +26,13 @@ import openai
 from sqlalchemy import Engine
 
 from finetune._checks import run_checks
-from finetune._eval_report import InvalidEvaluationRequest, require_evaluation, summarise_results
+from finetune._eval_report import InvalidEvaluationRequest
 from finetune._judge import CallFailed, Position, judge_pairwise, judge_rubric
-from storage import (
-    Evaluation,
-    claim_evaluation,
-    delete_evaluation_results,
-    insert_evaluation_results,
-    load_capture_bodies,
-    read_examples_page,
-    score_rows,
-    session_scope,
-    update_evaluation,
-)
+from storage import Evaluation, load_capture_bodies, read_examples_page, session_scope
 
 EvaluationProgress = Callable[[int, int], None]
 """Called with (examples done, examples in all) after each example."""
 
-_WRITE_BATCH = 50
 _ASKED_FIELDS = ("tools", "parallel_tool_calls", "functions")
 _ANSWER_FIELDS = ("role", "content", "refusal", "tool_calls", "function_call")
 
@@ -236,96 +228,3 @@ async def score_example(
     errors = [e for e in (rubric.error, pairwise.error) if e]
     row["judge_error"] = "; ".join(errors) or None
     return row
-
-
-def _write(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    with session_scope(engine) as session:
-        insert_evaluation_results(rows, session=session)
-
-
-async def run_evaluation(
-    engine: Engine,
-    client: openai.AsyncOpenAI,
-    evaluation_id: str,
-    *,
-    progress: EvaluationProgress | None = None,
-    caller: UpstreamCaller | None = None,
-) -> Evaluation:
-    """Run a pending evaluation to its end, with the options recorded when it was created; it
-    finishes ``succeeded`` or ``failed`` (with the reason), and a crash or cancellation leaves
-    it ``failed`` too, never ``running``.
-
-    ``caller`` lets evaluations run side by side share one concurrency bound.
-    """
-    evaluation = await asyncio.to_thread(_claim, engine, evaluation_id)
-    options = RunOptions.from_config(evaluation.config)
-    caller = caller or UpstreamCaller(client, options)
-    try:
-        examples = await asyncio.to_thread(load_test_split, engine, evaluation.dataset_id)
-        rng = random.Random(options.seed)
-        # Drawn up front in example order, so the seed fixes each example's order whatever
-        # order the answers come back in.
-        positions: list[Position] = [rng.choice(("A", "B")) for _ in examples]
-        pending: list[dict[str, Any]] = []
-        done = 0
-        tasks = [
-            asyncio.ensure_future(score_example(caller, evaluation, example, position))
-            for example, position in zip(examples, positions, strict=True)
-        ]
-        try:
-            for next_done in asyncio.as_completed(tasks):
-                pending.append(await next_done)
-                done += 1
-                if progress is not None:
-                    progress(done, len(examples))
-                if len(pending) >= _WRITE_BATCH:
-                    await asyncio.to_thread(_write, engine, pending)
-                    pending = []
-        finally:
-            for task in tasks:
-                task.cancel()
-        await asyncio.to_thread(_write, engine, pending)
-        return await asyncio.to_thread(_finish, engine, evaluation_id)
-    except BaseException as exc:
-        reason = "interrupted" if isinstance(exc, asyncio.CancelledError) else str(exc)
-        await asyncio.shield(asyncio.to_thread(_fail, engine, evaluation_id, reason))
-        raise
-
-
-def _claim(engine: Engine, evaluation_id: str) -> Evaluation:
-    require_evaluation(engine, evaluation_id)
-    with session_scope(engine) as session:
-        if not claim_evaluation(evaluation_id, session=session, started_at=datetime.now(UTC)):
-            raise InvalidEvaluationRequest(
-                f"Evaluation '{evaluation_id}' is not pending: it ran already.",
-                code="evaluation_not_pending",
-            )
-        delete_evaluation_results(evaluation_id, session=session)
-    return require_evaluation(engine, evaluation_id)
-
-
-def _finish(engine: Engine, evaluation_id: str) -> Evaluation:
-    with session_scope(engine) as session:
-        summary = summarise_results(score_rows(evaluation_id, session=session))
-        answered = summary["examples"] - summary["errors"]
-        failed = summary["examples"] > 0 and answered == 0
-        update_evaluation(
-            evaluation_id,
-            session=session,
-            state="failed" if failed else "succeeded",
-            error=f"the model answered no example: {summary['first_error']}" if failed else None,
-            summary=summary,
-            finished_at=datetime.now(UTC),
-        )
-    return require_evaluation(engine, evaluation_id)
-
-
-def _fail(engine: Engine, evaluation_id: str, reason: str) -> None:
-    with session_scope(engine) as session:
-        update_evaluation(
-            evaluation_id,
-            session=session,
-            state="failed",
-            error=reason or "failed",
-            finished_at=datetime.now(UTC),
-        )

@@ -1,42 +1,38 @@
 """The evaluations admin API under /admin/evals: start (a candidate, optionally with its base
 model), list, read with summary and comparison, and results worst first.
 
-Starting answers 202 at once; the run goes on in the background on the server's event loop,
-through the configured upstream (never through this proxy, so nothing of it is captured), and
-its state says how it ended. The finetune services' refusals become OpenAI-shaped errors in
-``proxy._errors``.
+Starting answers 202 at once with the evaluations recorded as pending; the evaluation worker
+of some replica (``finetune.EvaluationWorker``, nudged here) runs them through the configured
+upstream (never through this proxy, so nothing of it is captured), resuming them after a crash.
+Their state says how far they got and how they ended. The finetune services' refusals become
+OpenAI-shaped errors in ``proxy._errors``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import openai
 from litestar import Controller, Request, get, post
-from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from finetune import (
+    EvaluationLease,
+    EvaluationWorker,
     RunOptions,
-    UpstreamCaller,
     create_evaluations,
     evaluation_report,
     evaluation_results,
     list_evaluations,
-    run_evaluation,
 )
 from proxy._admin import admin_guard
 from proxy._services import services
 from proxy._settings import Settings
 from storage import Evaluation, EvaluationResult
-
-log = logging.getLogger("stillroom.evals")
 
 
 def upstream_client(settings: Settings) -> openai.AsyncOpenAI:
@@ -81,6 +77,12 @@ class EvaluationPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     config: dict[str, Any]
+    progress: int
+    """Examples scored so far."""
+    total: int | None
+    """Examples to score; known once a worker has started on it."""
+    attempts: int
+    """How many times a worker took it up (more than one: it was resumed after a crash)."""
     summary: dict[str, Any]
     """examples, errors, judge_errors, rubric (scored, mean, histogram), pairwise (compared,
     wins, ties, losses, win_rate), checks (name -> passed, applied, rate), similarity_mean,
@@ -140,44 +142,21 @@ def result_public(result: EvaluationResult) -> ResultPublic:
     return ResultPublic.model_validate(result, from_attributes=True)
 
 
-class EvaluationTasks:
-    """The evaluations this server runs in the background; a failure is logged and recorded
-    on the evaluation itself, never lost."""
+def evaluation_worker(settings: Settings, engine: Engine) -> EvaluationWorker:
+    """The worker that runs this replica's share of the evaluations; ``create_app`` starts it
+    in the lifespan."""
+    return EvaluationWorker(
+        engine,
+        lambda: upstream_client(settings),
+        poll_seconds=settings.eval_poll_seconds,
+        lease=EvaluationLease(seconds=settings.eval_lease_seconds),
+    )
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
-        self._settings = settings
-        self._engine = engine
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    @classmethod
-    def of(cls, request: Request[Any, Any, Any]) -> EvaluationTasks:
-        state: State = request.app.state
-        if "evaluation_tasks" not in state:
-            found = services(request)
-            state["evaluation_tasks"] = cls(found.settings, found.engine)
-        tasks: EvaluationTasks = state["evaluation_tasks"]
-        return tasks
-
-    def start(self, evaluations: list[Evaluation], options: RunOptions) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(evaluations, options))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    async def _run(self, evaluations: list[Evaluation], options: RunOptions) -> None:
-        client = upstream_client(self._settings)
-        # Candidate and base side by side, under one concurrency bound.
-        caller = UpstreamCaller(client, options)
-        try:
-            await asyncio.gather(
-                *(run_evaluation(self._engine, client, e.id, caller=caller) for e in evaluations)
-            )
-        finally:
-            await client.close()
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("evaluation failed", exc_info=task.exception())
+def _nudge_worker(request: Request[Any, Any, Any]) -> None:
+    worker: EvaluationWorker | None = request.app.state.get("evaluation_worker")
+    if worker is not None:
+        worker.nudge()
 
 
 PageLimit = Annotated[int, QueryParameter(ge=1, le=500)]
@@ -214,7 +193,7 @@ class EvaluationsController(Controller):
             )
 
         created = await anyio.to_thread.run_sync(create)
-        EvaluationTasks.of(request).start(created, options)
+        _nudge_worker(request)
         return EvaluationList(data=[public(e) for e in created])
 
     @get("/")

@@ -96,6 +96,8 @@ def test_start_follow_and_read_an_evaluation_with_its_base(
     assert _finished(client, base["id"])["state"] == "succeeded"
     detail = _finished(client, candidate["id"])
     assert detail["state"] == "succeeded"
+    # The app's evaluation worker ran it, once, and its progress shows every example done.
+    assert (detail["progress"], detail["total"], detail["attempts"]) == (3, 3, 1)
     assert detail["summary"]["rubric"]["mean"] == 5.0
     assert detail["comparison"]["rubric_mean"] == {
         "candidate": 5.0,
