@@ -29,6 +29,7 @@ from finetune._backends import (
     FileProcessingFailed,
     FileStillProcessing,
     FineTuningClosed,
+    InvalidTrainingRequest,
     JobSpec,
     TrainingError,
     TrainingJobNotFound,
@@ -281,10 +282,19 @@ class OpenAIBackend:
 
 
 def openai_from_config(name: str, config: BackendConfig) -> OpenAIBackend:
+    key = config.api_key.get_secret_value() if config.api_key else ""
+    if not key:
+        # The SDK would look for OPENAI_API_KEY itself and fail with its own words.
+        raise InvalidTrainingRequest(
+            f"training backend '{name}' has no API key: set STILLROOM_UPSTREAM_API_KEY, or "
+            f"training_backends.{name}.api_key in the config",
+            param="backend",
+            code="missing_api_key",
+        )
     return OpenAIBackend(
         name,
         base_url=config.base_url or "https://api.openai.com/v1",
-        api_key=config.api_key.get_secret_value() if config.api_key else "",
+        api_key=key,
         max_retries=config.max_retries,
         timeout_seconds=config.timeout_seconds,
         file_retry_seconds=config.file_retry_seconds,

@@ -10,14 +10,16 @@ never starts a second job. Only one launcher at a time moves a row from ``pendin
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from finetune._backends import (
     BackendCheckpoint,
@@ -51,6 +53,7 @@ from storage import (
     list_training_jobs,
     new_training_job_id,
     session_scope,
+    touch_training_launch,
     update_training_job,
 )
 
@@ -59,8 +62,33 @@ log = logging.getLogger("stillroom.training")
 JOB_TAG = "stillroom_job_id"
 """Metadata key naming our job at the backend: how a retried launch finds its job."""
 
-LAUNCH_LEASE = timedelta(minutes=15)
+LAUNCH_LEASE = timedelta(seconds=20)
 """A launcher silent this long is taken to have died; another may take its launch over."""
+
+LAUNCH_HEARTBEAT_SECONDS = 4.0
+"""How often a live launcher says so, however long an upload or a file's processing takes."""
+
+
+@contextmanager
+def _heartbeat(engine: Engine, job_id: str) -> Iterator[None]:
+    """Keep the launch claimed while the block runs: a launcher that dies stops beating."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(LAUNCH_HEARTBEAT_SECONDS):
+            try:
+                with session_scope(engine) as session:
+                    touch_training_launch(job_id, session=session)
+            except SQLAlchemyError:
+                log.warning("training job %s: launch heartbeat failed", job_id)
+
+    thread = threading.Thread(target=beat, name=f"launch-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(LAUNCH_HEARTBEAT_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,36 +222,40 @@ def _drive(
         return _require(engine, job.id)
     config = TrainingConfig.model_validate(job.spec)
     try:
-        tag = {JOB_TAG: job.id}
-        found = backend.find_job(tag)
-        if found is None:
-            if job.training_file_id is None:
-                train, validation = files or prepare_files(
-                    engine, job.dataset_id, config, redact=redact, options=options
+        with _heartbeat(engine, job.id):
+            tag = {JOB_TAG: job.id}
+            found = backend.find_job(tag)
+            if found is None:
+                if job.training_file_id is None:
+                    train, validation = files or prepare_files(
+                        engine, job.dataset_id, config, redact=redact, options=options
+                    )
+                    training_id = backend.upload(train, filename=f"{job.id}-train.jsonl")
+                    validation_id = (
+                        backend.upload(validation, filename=f"{job.id}-validation.jsonl")
+                        if validation
+                        else None
+                    )
+                    job = _update(
+                        engine,
+                        job.id,
+                        training_file_id=training_id,
+                        validation_file_id=validation_id,
+                    )
+                assert job.training_file_id is not None
+                for file_id in (job.training_file_id, job.validation_file_id):
+                    if file_id is not None:
+                        backend.wait_for_file(file_id, timeout_seconds=file_wait_seconds)
+                metadata = {**tag, "stillroom_dataset_id": job.dataset_id}
+                if job.cycle_id is not None:
+                    metadata["stillroom_cycle_id"] = job.cycle_id
+                spec = JobSpec(
+                    config=config,
+                    training_file=job.training_file_id,
+                    validation_file=job.validation_file_id,
+                    metadata=metadata,
                 )
-                training_id = backend.upload(train, filename=f"{job.id}-train.jsonl")
-                validation_id = (
-                    backend.upload(validation, filename=f"{job.id}-validation.jsonl")
-                    if validation
-                    else None
-                )
-                job = _update(
-                    engine, job.id, training_file_id=training_id, validation_file_id=validation_id
-                )
-            assert job.training_file_id is not None
-            for file_id in (job.training_file_id, job.validation_file_id):
-                if file_id is not None:
-                    backend.wait_for_file(file_id, timeout_seconds=file_wait_seconds)
-            metadata = {**tag, "stillroom_dataset_id": job.dataset_id}
-            if job.cycle_id is not None:
-                metadata["stillroom_cycle_id"] = job.cycle_id
-            spec = JobSpec(
-                config=config,
-                training_file=job.training_file_id,
-                validation_file=job.validation_file_id,
-                metadata=metadata,
-            )
-            found = backend.start(spec)
+                found = backend.start(spec)
     except BackendUnavailable as exc:
         # Transient: the intent stays, so a retry or a restart carries on from here.
         _update(engine, job.id, state="pending", error=_error(exc))

@@ -26,6 +26,12 @@ def main() -> None:
         action="store_true",
         help="refuse new jobs as OpenAI does once self-serve fine-tuning is closed",
     )
+    parser.add_argument(
+        "--student-skill",
+        type=float,
+        default=0.9,
+        help="share of unseen prompts a trained ft: model answers as its teacher would",
+    )
     options = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     config = SandboxConfig(
@@ -33,6 +39,7 @@ def main() -> None:
         epochs=options.epochs,
         file_processing_seconds=options.file_processing_seconds,
         refuse_fine_tuning=options.refuse_fine_tuning,
+        student_skill=options.student_skill,
     )
     announce()
     web.run_app(create_sandbox_app(config), host=options.host, port=options.port, print=None)

@@ -72,14 +72,52 @@ def _tool_call(request: dict[str, Any], model: str, messages: list[Any]) -> dict
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
+def _share(text: str) -> float:
+    """A stable point in [0, 1) for ``text``."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
+
+
+def _section(text: str, title: str) -> str:
+    start = text.find(f"## {title}\n")
+    if start < 0:
+        return ""
+    body = text[start + len(title) + 4 :]
+    end = body.find("\n\n## ")
+    return body if end < 0 else body[:end]
+
+
+def judge_verdict(messages: list[Any]) -> dict[str, Any] | None:
+    """The sandbox judge, for stillroom's rubric and pairwise prompts: the same answer as the
+    reference scores 5 (or ties); a different one scores 2, and of two different answers it
+    cannot tell the better, so a hash of the pair picks the winner."""
+    system = messages[0].get("content") if messages and isinstance(messages[0], dict) else None
+    if not isinstance(system, str) or len(messages) < 2:
+        return None
+    user = str(messages[1].get("content") or "")
+    if system.startswith("You grade"):
+        same = _section(user, "Reference answer") == _section(user, "Answer to grade")
+        score = 5 if same else 2
+        return {"score": score, "reason": "SANDBOX judge: " + ("same" if same else "differs")}
+    if system.startswith("You compare"):
+        first, second = _section(user, "Answer A"), _section(user, "Answer B")
+        winner = "tie" if first == second else ("A" if _share(first + second) < 0.5 else "B")
+        return {"winner": winner, "reason": "SANDBOX judge: a coin for different answers"}
+    return None
+
+
 def answer_message(sandbox: Sandbox, request: dict[str, Any]) -> dict[str, Any]:
     """The assistant message the sandbox gives ``request`` (raises for unknown ft: models)."""
     model, messages = str(request.get("model")), list(request.get("messages") or [])
+    verdict = judge_verdict(messages)
+    if verdict is not None:
+        return {"role": "assistant", "content": json.dumps(verdict)}
     if model.startswith("ft:") and f":{ORGANISATION}:" in model:
         learnt = sandbox.trained_answer(model, messages)
         if learnt is not None:
             return {key: value for key, value in learnt.items() if key != "weight"}
-        model = sandbox.base_model_of(model)
+        teacher = sandbox.learnt_teacher(model)
+        skilled = _share(json.dumps(messages, sort_keys=True)) < sandbox.config.student_skill
+        model = teacher if teacher is not None and skilled else sandbox.base_model_of(model)
     elif model.startswith("ft:"):
         sandbox.trained_answer(model, messages)  # raises model_not_found
     call = _tool_call(request, model, messages)

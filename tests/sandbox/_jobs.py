@@ -29,6 +29,10 @@ class SandboxConfig:
     """How long an uploaded file stays ``uploaded`` before it is ``processed``."""
     refuse_fine_tuning: bool = False
     """Refuse every new job as OpenAI does once self-serve fine-tuning is closed."""
+    student_skill: float = 0.9
+    """Share of prompts it was not trained on that a sandbox ``ft:`` model answers as the
+    teacher of its training data would (picked by a hash of the prompt); it answers the rest
+    like its base model."""
 
 
 class SandboxError(Exception):
@@ -334,6 +338,16 @@ class Sandbox:
             code="model_not_found",
             param="model",
         )
+
+    def learnt_teacher(self, model: str) -> str | None:
+        """The model whose answers trained ``model``: the sandbox names itself in each answer."""
+        for job in self.jobs.values():
+            if model.startswith(self._model_name(job)):
+                for answer in job.pairs.values():
+                    content = answer.get("content")
+                    if isinstance(content, str) and content.startswith("[") and "]" in content:
+                        return content[1 : content.index("]")]
+        return None
 
     def base_model_of(self, model: str) -> str:
         return model.split(":")[1] if model.startswith("ft:") else model
