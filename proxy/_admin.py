@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio.to_thread
 from litestar import Controller, Request, delete, get, post
@@ -51,6 +52,14 @@ class Stats(BaseModel):
     captures: int
     capture_queue: int
     spool_bytes: int
+    upstream_base_url: str
+    """The default upstream, without any user or password the URL may carry."""
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
 
 
 class AdminController(Controller):
@@ -71,6 +80,7 @@ class AdminController(Controller):
             captures=captures,
             capture_queue=found.sink.pending(),
             spool_bytes=found.sink.spool_bytes(),
+            upstream_base_url=_without_userinfo(found.settings.upstream_base_url),
         )
 
     @get("/keys")
