@@ -5,14 +5,16 @@ UV := $(TOOLS)/bin/uv
 BIN := .venv/bin
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test lint typecheck pytest postgres bench clean
+.PHONY: install run test lint typecheck pytest postgres chromium bench demo clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set, every process (each test
+# server among them) would otherwise compile every module it imports, seconds each time.
 .venv/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 install: .venv/.synced
@@ -22,7 +24,7 @@ run: install
 	$(BIN)/stillroom serve
 
 ## ruff, mypy --strict, then pytest against SQLite and PostgreSQL.
-test: install lint typecheck postgres pytest
+test: install lint typecheck postgres chromium pytest
 
 lint: install
 	$(BIN)/ruff check .
@@ -32,15 +34,25 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
+	@$(BIN)/python -m compileall -q proxy finetune storage tests bench > /dev/null
 	$(BIN)/pytest -n 2 --dist loadfile
 
 ## PostgreSQL at 127.0.0.1:5432: start it if it is down; its tests skip, loudly, only if it can't be had.
 postgres:
 	@sh .ci/ensure-postgres
 
+## Chromium at /usr/bin/chromium for the console's browser tests: installed with apt-get if missing;
+## they skip, loudly, only if it can't be had.
+chromium:
+	@sh .ci/ensure-chromium
+
 ## Benchmarks: figures, not pass/fail.
 bench: install postgres
 	$(BIN)/python -m bench
+
+## The whole loop offline, step by step, against the SANDBOX upstream (never OpenAI).
+demo: install
+	$(BIN)/python -m tests.sandbox.demo
 
 clean:
 	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

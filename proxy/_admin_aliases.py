@@ -60,7 +60,8 @@ class AliasDeleted(BaseModel):
     deleted: bool
 
 
-def _actor(request: Request[Any, Any, Any]) -> str:
+def actor_of(request: Request[Any, Any, Any]) -> str:
+    """Who asked: the ``x-stillroom-actor`` header, or ``admin``."""
     given = (request.headers.get(ACTOR_HEADER) or "").strip()
     return given[:200] if given else "admin"
 
@@ -69,7 +70,7 @@ async def _write(
     request: Request[Any, Any, Any], name: str, data: AliasWrite, *, create_only: bool
 ) -> AliasView:
     found = services(request)
-    actor = _actor(request)
+    actor = actor_of(request)
     config = AliasConfig(targets=data.targets, shadow_rate=data.shadow_rate)
 
     def run() -> AliasView:
@@ -174,7 +175,7 @@ class AliasesController(Controller):
     ) -> AliasView:
         """Back to the version current before the last change (or ``to_version``)."""
         found = services(request)
-        actor = _actor(request)
+        actor = actor_of(request)
 
         def run() -> AliasView:
             with session_scope(found.engine) as session:
@@ -199,7 +200,7 @@ class AliasesController(Controller):
     ) -> AliasDeleted:
         """Remove the alias: its name passes through as a plain model again."""
         found = services(request)
-        actor = _actor(request)
+        actor = actor_of(request)
 
         def run() -> None:
             with session_scope(found.engine) as session:

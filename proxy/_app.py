@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -17,8 +18,11 @@ from finetune import storage_redactor
 from proxy._admin import AdminController
 from proxy._admin_aliases import AliasesController
 from proxy._admin_captures import CapturesController
+from proxy._admin_cycles import CyclesController, cycle_runner
 from proxy._admin_datasets import DatasetsController
-from proxy._admin_evals import EvaluationsController
+from proxy._admin_evals import EvaluationsController, evaluation_worker
+from proxy._admin_overview import OverviewController
+from proxy._admin_promotions import PromotionsController
 from proxy._admin_rules import RulesController
 from proxy._admin_training import TrainingController, job_tracker
 from proxy._admin_validate import ValidationController
@@ -35,6 +39,7 @@ from proxy._settings import Settings
 from proxy._shadow import ShadowRunner
 from proxy._sink import CaptureSink
 from proxy._stored import StoredCompletions
+from proxy._ui import ui_router
 from proxy._upstream import Upstream
 from storage import make_engine
 
@@ -85,6 +90,7 @@ def create_app(settings: Settings) -> Litestar:
     routes = RouteTable(engine, refresh_seconds=settings.route_refresh_seconds)
     shadows = ShadowRunner(max_in_flight=settings.shadow_max_in_flight)
     extra_upstreams, upstream_keys = named_upstreams(settings)
+    runner = cycle_runner(settings, engine)
     found = Services(
         settings=settings,
         engine=engine,
@@ -108,24 +114,34 @@ def create_app(settings: Settings) -> Litestar:
         routes=routes,
         shadows=shadows,
         extra_upstreams=extra_upstreams,
+        cycles=runner,
     )
 
     tracker = job_tracker(settings, engine)
+    evaluations = evaluation_worker(settings, engine)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         sink.start()
         tracker.start()
+        runner.start()
         await upstream.open()
         for extra in extra_upstreams.values():
             await extra.open()
         await routes.start()
+        await evaluations.start()
         _settle_garbage_collector()
         log.info("stillroom ready: upstream %s", settings.upstream_base_url)
         try:
             yield
         finally:
-            await anyio.to_thread.run_sync(tracker.stop)
+            # Side by side: each may wait on a stalled database, and their waits must not add
+            # up. Evaluations under way go back to pending, for the next runner to resume.
+            await asyncio.gather(
+                anyio.to_thread.run_sync(runner.stop),
+                anyio.to_thread.run_sync(tracker.stop),
+                evaluations.stop(),
+            )
             await routes.stop()
             # Shadows still running get a moment, then are cancelled (and captured as such).
             await shadows.close(grace_seconds=5)
@@ -148,14 +164,18 @@ def create_app(settings: Settings) -> Litestar:
             AdminController,
             AliasesController,
             CapturesController,
+            CyclesController,
             DatasetsController,
             EvaluationsController,
+            OverviewController,
+            PromotionsController,
             RulesController,
             TrainingController,
             ValidationController,
+            ui_router(),
         ],
         lifespan=[lifespan],
-        state=State({"services": found}),
+        state=State({"services": found, "evaluation_worker": evaluations}),
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(

@@ -13,8 +13,11 @@ from litestar import Litestar
 
 from proxy._cli_aliases import aliases
 from proxy._cli_captures import captures
+from proxy._cli_cycles import cycles_group
 from proxy._cli_datasets import datasets
 from proxy._cli_evals import evals
+from proxy._cli_overview import overview
+from proxy._cli_promotions import aliases_promote, promotions
 from proxy._cli_rules import rules
 from proxy._cli_training import jobs
 from proxy._cli_validate import validate
@@ -190,7 +193,11 @@ cli.add_command(validate)
 cli.add_command(datasets)
 cli.add_command(evals)
 cli.add_command(aliases)
+aliases.add_command(aliases_promote)
+cli.add_command(promotions)
 cli.add_command(jobs)
+cli.add_command(cycles_group)
+cli.add_command(overview)
 
 
 def main() -> None:

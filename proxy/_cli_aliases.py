@@ -7,7 +7,6 @@ Running replicas pick a change up within a second or so (``route_refresh_seconds
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -27,7 +26,7 @@ from finetune import (
     rollback_alias,
     set_alias,
 )
-from proxy._cli_support import cli_settings
+from proxy._cli_support import cli_actor, cli_settings
 from proxy._settings import Settings
 from storage import make_engine, session_scope
 
@@ -69,15 +68,6 @@ def _describe(view: AliasView) -> str:
     return ", ".join(
         f"{t.model}@{t.upstream} {t.role} {100 * t.weight / total:.0f}%" for t in view.targets
     )
-
-
-def _actor(given: str | None) -> str:
-    if given:
-        return given
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 @click.group()
@@ -146,7 +136,7 @@ def aliases_set(
         lambda session, settings: set_alias(
             name,
             config,
-            actor=_actor(actor),
+            actor=cli_actor(actor),
             reason=reason,
             action="promote" if promote else "update",
             known_upstreams=["default", *settings.upstreams],
@@ -183,7 +173,7 @@ def aliases_rollback(
     view = _run(
         ctx,
         lambda session, _: rollback_alias(
-            name, actor=_actor(actor), reason=reason, to_version=to_version, session=session
+            name, actor=cli_actor(actor), reason=reason, to_version=to_version, session=session
         ),
     )
     click.echo(f"{view.name} rolled back to version {view.version}: {_describe(view)}")
@@ -198,6 +188,8 @@ def aliases_delete(ctx: click.Context, name: str, reason: str | None, actor: str
     """Remove NAME: it passes through as a plain model name again; its history stays."""
     _run(
         ctx,
-        lambda session, _: delete_alias(name, actor=_actor(actor), reason=reason, session=session),
+        lambda session, _: delete_alias(
+            name, actor=cli_actor(actor), reason=reason, session=session
+        ),
     )
     click.echo(f"deleted alias {name}")

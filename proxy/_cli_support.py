@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,3 +33,13 @@ def cli_engine(settings: Settings, refusals: tuple[type[Exception], ...] = ()) -
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
     finally:
         engine.dispose()
+
+
+def cli_actor(given: str | None) -> str:
+    """Who runs a CLI verb, for the record: ``--actor``, else ``cli:<login name>``."""
+    if given:
+        return given
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

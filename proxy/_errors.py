@@ -17,7 +17,9 @@ The curation services' ``finetune.CurationError`` becomes NotFound or InvalidReq
 and so does the dataset services' ``finetune.DatasetError`` (or Conflict), and the evaluation
 services' ``finetune.EvaluationError``. The training services' ``finetune.TrainingError``
 becomes NotFound, InvalidRequest, or UpstreamUnavailable when the backend cannot be reached.
-The alias services' ``finetune.AliasError`` becomes NotFound, Conflict or InvalidRequest.
+The alias services' ``finetune.AliasError`` becomes NotFound, Conflict or InvalidRequest,
+and so do the cycle services' ``finetune.CycleError`` and the promotion services'
+``finetune.PromotionError``.
 """
 
 from __future__ import annotations
@@ -37,11 +39,17 @@ from finetune import (
     BackendUnavailable,
     CaptureNotFound,
     CurationError,
+    CycleConflict,
+    CycleError,
+    CycleNotFound,
     DatasetConflict,
     DatasetError,
     DatasetNotFound,
     EvaluationError,
     EvaluationNotFound,
+    PromotionConflict,
+    PromotionError,
+    PromotionNotFound,
     TrainingError,
     TrainingJobNotFound,
 )
@@ -165,6 +173,12 @@ _REFUSALS: tuple[tuple[type[Exception], type[ProxyError]], ...] = (
     (AliasNotFound, NotFound),
     (AliasConflict, Conflict),
     (AliasError, InvalidRequest),
+    (CycleNotFound, NotFound),
+    (CycleConflict, Conflict),
+    (CycleError, InvalidRequest),
+    (PromotionNotFound, NotFound),
+    (PromotionConflict, Conflict),
+    (PromotionError, InvalidRequest),
     (TrainingJobNotFound, NotFound),
     (BackendUnavailable, UpstreamUnavailable),
     (TrainingError, InvalidRequest),
@@ -185,6 +199,8 @@ EXCEPTION_HANDLERS: MutableMapping[int | type[Exception], Callable[[Any, Any], R
     EvaluationError: handle_refusal,
     AliasError: handle_refusal,
     TrainingError: handle_refusal,
+    CycleError: handle_refusal,
+    PromotionError: handle_refusal,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

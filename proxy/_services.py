@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Request
 from sqlalchemy import Engine
 
+from finetune import CycleRunner
 from proxy._auth import Authenticator
 from proxy._forward import Forwarder, PassThrough
 from proxy._metrics import Metrics
@@ -34,6 +35,8 @@ class Services:
     shadows: ShadowRunner
     extra_upstreams: dict[str, Upstream]
     """The named upstreams of ``settings.upstreams``, beside ``upstream`` (``default``)."""
+    cycles: CycleRunner | None = None
+    """Starts and moves cycles while this process holds the cycle lease."""
 
     @property
     def upstream_names(self) -> list[str]:

@@ -13,6 +13,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -21,7 +22,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from finetune import BackendConfig, RedactionConfig, RuleList
+from finetune import (
+    BackendConfig,
+    CanaryPolicy,
+    CyclePolicy,
+    GatePolicy,
+    ModelPrice,
+    RedactionConfig,
+    RuleList,
+)
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -110,9 +119,21 @@ class Settings(BaseSettings):
     eval_concurrency: int = Field(default=4, ge=1, le=256)
     """Most upstream calls an evaluation has in flight at once, judge calls included."""
 
+    eval_poll_seconds: float = Field(default=5.0, gt=0)
+    """How often the evaluation worker looks for pending (or abandoned) evaluations."""
+
+    eval_lease_seconds: float = Field(default=60.0, ge=1)
+    """How long a replica holds an evaluation without renewing: after a crash, another
+    replica (or the restarted one) resumes it this long after the last renewal."""
+
     training_prices: dict[str, float] = {}
     """US $ per 1M training tokens by base model, over the built-in table of
     ``finetune.DEFAULT_TRAINING_PRICES``; the validator's cost estimate reads it."""
+
+    model_prices: dict[str, ModelPrice] = {}
+    """US $ per 1M tokens of inference by model (``{input, output, cached_input}``), over the
+    built-in table of ``finetune.DEFAULT_USAGE_PRICES``; a key may be a model, a family
+    (``gpt-4o``) or a fine-tuned family (``ft:gpt-4o-mini``). The overview's costs read it."""
 
     training_backends: dict[str, BackendConfig] = {}
     """Named training backends; ``openai`` (the upstream's URL and key) needs no entry."""
@@ -132,12 +153,47 @@ class Settings(BaseSettings):
     shadow_max_in_flight: int = Field(default=32, ge=1, le=10_000)
     """Shadow requests running at once per process; more are skipped, never queued."""
 
+    gate: GatePolicy = GatePolicy()
+    """Thresholds an evaluated student must meet to be promoted: examples, rubric mean, win
+    rate against the teacher, error rate, check pass rate, gain over the base model."""
+
+    canary: CanaryPolicy = CanaryPolicy()
+    """How a promotion goes: the canary's share, when it goes full (time or sample), what
+    counts as a regression in the online signals, and the shadow rate afterwards."""
+
+    cycles: dict[str, CyclePolicy] = {}
+    """Distillation cycles by alias: triggers, training backend and config, gate and canary
+    overrides. An alias without an entry runs cycles only when started by hand, with the
+    defaults."""
+
+    cycle_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    """How often the cycle runner checks triggers and moves open cycles on."""
+
+    cycle_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How long the replica that runs cycles keeps that role without renewing it: after it
+    dies, another replica takes over within this long."""
+
     @field_validator("upstreams")
     @classmethod
     def _no_second_default(cls, value: dict[str, UpstreamConfig]) -> dict[str, UpstreamConfig]:
         if "default" in value:
             raise ValueError("'default' is upstream_base_url; give extra upstreams other names")
         return value
+
+    @model_validator(mode="after")
+    def _cycles_name_known_backends(self) -> Settings:
+        for alias, policy in self.cycles.items():
+            if policy.backend != "openai" and policy.backend not in self.training_backends:
+                raise ValueError(
+                    f"cycles.{alias}.backend names '{policy.backend}', which is not in "
+                    "training_backends"
+                )
+            upstream = policy.student_upstream
+            if upstream != "default" and upstream not in self.upstreams:
+                raise ValueError(
+                    f"cycles.{alias}.student_upstream names '{upstream}', which is not in upstreams"
+                )
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -68,8 +68,10 @@ def running_server(
     workdir: Path,
     env: Mapping[str, str] | None = None,
     args: tuple[str, ...] = (),
+    config: Path | None = None,
 ) -> Iterator[ServerProcess]:
-    """`stillroom serve` in a child process, as a user would run it; stopped with SIGTERM."""
+    """`stillroom [--config FILE] serve` in a child process, as a user would run it; stopped
+    with SIGTERM."""
     port = free_port()
     log_path = workdir / f"server-{port}.log"
     environment = {
@@ -90,7 +92,14 @@ def running_server(
     environment.update(env or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [STILLROOM, "serve", "--port", str(port), *args],
+            [
+                STILLROOM,
+                *(("--config", str(config)) if config is not None else ()),
+                "serve",
+                "--port",
+                str(port),
+                *args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,
@@ -110,7 +119,7 @@ def running_server(
                 process.wait()
 
 
-def _wait_healthy(server: ServerProcess, timeout: float = 30) -> None:
+def _wait_healthy(server: ServerProcess, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:

@@ -24,6 +24,48 @@ def test_finetune_exports_the_prompt_hash() -> None:
     assert "prompt_hash" in finetune.__all__
 
 
+def test_finetune_exports_the_gate_and_promotion() -> None:
+    promotion = {
+        "CanaryPolicy",
+        "CanaryVerdict",
+        "GateDecision",
+        "GatePolicy",
+        "InvalidPromotion",
+        "PromotionConflict",
+        "PromotionError",
+        "PromotionNotFound",
+        "abort_promotion",
+        "advance_promotions",
+        "canary_signals",
+        "decide_gate",
+        "get_promotion",
+        "judge_canary",
+        "list_promotions",
+        "promote_now",
+        "start_promotion",
+    }
+    assert promotion <= set(finetune.__all__)
+    assert all(hasattr(finetune, name) for name in promotion)
+
+
+def test_storage_exports_promotions_and_signals() -> None:
+    assert {
+        "PROMOTION_STAGES",
+        "Promotion",
+        "ServedSignals",
+        "alias_signals",
+        "end_promotion",
+        "get_promotion",
+        "insert_promotion",
+        "list_promotions",
+        "new_promotion_id",
+        "open_promotion",
+        "open_promotions",
+        "record_signals",
+        "update_promotion",
+    } <= set(storage.__all__)
+
+
 def test_layers_import_only_downwards() -> None:
     import ast
     from pathlib import Path
@@ -43,3 +85,45 @@ def test_layers_import_only_downwards() -> None:
                     f"{path.relative_to(root)}: {n}" for n in names if n.split(".")[0] in banned
                 ]
     assert offenders == []
+
+
+def test_finetune_exports_the_overview_and_usage_prices() -> None:
+    overview = {
+        "DEFAULT_USAGE_PRICES",
+        "MAX_OVERVIEW_HOURS",
+        "AliasUsage",
+        "ModelPrice",
+        "ModelUsage",
+        "Overview",
+        "OverviewTotals",
+        "TrafficPoint",
+        "UsageGroup",
+        "build_overview",
+        "model_family",
+        "price_entry",
+        "price_of",
+        "usage_price_table",
+    }
+    assert overview <= set(finetune.__all__)
+    assert all(hasattr(finetune, name) for name in overview)
+
+
+def test_storage_exports_the_overview_tallies() -> None:
+    tallies = {"CaptureTallies", "RouteUsage", "TrafficBucket", "capture_tallies"}
+    assert tallies <= set(storage.__all__)
+
+
+def test_evaluation_runners_are_exported() -> None:
+    runners = {"EvaluationLease", "EvaluationWorker", "LeaseLost", "run_claimed", "run_evaluation"}
+    assert runners <= set(finetune.__all__)
+    leases = {
+        "claim_evaluation",
+        "claimable_evaluation_ids",
+        "fail_abandoned_evaluations",
+        "finish_held_evaluation",
+        "refresh_evaluation_progress",
+        "release_evaluation",
+        "renew_evaluation_lease",
+        "stored_positions",
+    }
+    assert leases <= set(storage.__all__)
