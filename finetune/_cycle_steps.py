@@ -295,9 +295,8 @@ def _evaluating(ctx: CycleContext, cycle: Cycle, policy: CyclePolicy) -> None:
     )
     verdict = {"passed": decision.passed, "reasons": decision.reasons, "figures": decision.figures}
     if decision.passed:
-        _move(
-            ctx, cycle, "promoting", "passed the gate: " + "; ".join(decision.reasons), gate=verdict
-        )
+        passed = f"{cycle.student_model} passed the gate ({len(decision.reasons)} criteria)"
+        _move(ctx, cycle, "promoting", passed, gate=verdict)
     else:
         failed = "did not pass the gate: " + "; ".join(decision.reasons)
         _move(ctx, cycle, "failed", failed, gate=verdict, reason=failed)

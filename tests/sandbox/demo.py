@@ -29,11 +29,13 @@ TEACHER = "gpt-4o-2024-08-06"
 ALIAS = "support"
 ADMIN_KEY = "demo-admin-key"
 CLIENT_KEY = "sk-" + "demo-client"
+SANDBOX_KEY = "sk-" + "sandbox-accepts-any-key"
 STILLROOM = str(Path(sys.executable).with_name("stillroom"))
 
 CONFIG = """
 admin_key = "{admin}"
 upstream_base_url = "{upstream}"
+upstream_api_key = "{upstream_key}"
 database_url = "sqlite:///{workdir}/stillroom.db"
 spool_dir = "{workdir}/spool"
 log_format = "text"
@@ -83,7 +85,13 @@ class Demo:
         self.workdir = workdir
         config = workdir / "stillroom.toml"
         config.write_text(
-            CONFIG.format(admin=ADMIN_KEY, upstream=upstream, workdir=workdir, threshold=threshold)
+            CONFIG.format(
+                admin=ADMIN_KEY,
+                upstream=upstream,
+                upstream_key=SANDBOX_KEY,
+                workdir=workdir,
+                threshold=threshold,
+            )
         )
         self.log = (workdir / "server.log").open("wb")
         with socket.socket() as probe:
@@ -187,11 +195,11 @@ def run(threshold: int, keep: bool) -> None:
             note(f"served by: {demo.ask(1, threshold)}")
             time.sleep(0.5)
             approved = demo.admin(
-                "GET", "/admin/captures", params={"status": "approved", "limit": 1}
+                "GET", "/admin/captures", params={"status": "approved", "limit": 500}
             )
             note(
                 f"captured: {demo.admin('GET', '/admin/stats')['captures']}, "
-                f"approved by the rule: {approved.get('total', '?')}"
+                f"approved by the rule: {len(approved['data'])}"
             )
             say("A cycle starts by itself at the threshold and runs step by step")
             cycle = follow_cycle(demo, started)
@@ -211,8 +219,8 @@ def run(threshold: int, keep: bool) -> None:
             note(f"shadow rate to the teacher: {alias['shadow_rate']:g}")
             for event in demo.admin("GET", f"/admin/aliases/{ALIAS}/history")[:3][::-1]:
                 note(
-                    f"{DIM}{event['action']:<9} v{event['from_version']}→v{event['to_version']} "
-                    f"by {event['actor']}: {event['reason']}{RESET}"
+                    f"{DIM}{event['action']:<9} v{event['from_version'] or '-'}→"
+                    f"v{event['to_version']} by {event['actor']}: {event['reason'] or '-'}{RESET}"
                 )
             say("Same alias, same SDK call: answered by the student, shadowed to the teacher")
             before = demo.admin("GET", "/admin/stats")["captures"]
