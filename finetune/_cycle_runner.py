@@ -30,6 +30,7 @@ from finetune._cycle_steps import (
 from finetune._cycles import CycleConflict, CycleError, CyclePolicy, Trigger, start_cycle
 from finetune._promotion import advance_promotions
 from storage import (
+    OPEN_CYCLE_STATES,
     Cycle,
     acquire_lease,
     last_collected_cycle,
@@ -116,7 +117,9 @@ class CycleRunner:
         report.leader = True
         for alias, policy in self.policies.items():
             with session_scope(self.ctx.engine) as session:
-                busy = bool(list_cycles(session=session, alias=alias, states=_OPEN, limit=1))
+                busy = bool(
+                    list_cycles(session=session, alias=alias, states=OPEN_CYCLE_STATES, limit=1)
+                )
             trigger = None if busy else due_trigger(self.ctx, alias, policy)
             if trigger is None:
                 continue
@@ -181,6 +184,3 @@ class CycleRunner:
                 release_lease(LEASE_NAME, self.owner, session=session)
         except SQLAlchemyError:  # the lease runs out by itself when the database is gone
             log.warning("cycle lease not released; it runs out in %.0f s", self.lease_seconds)
-
-
-_OPEN = ["collecting", "exporting", "training", "evaluating", "promoting"]

@@ -50,14 +50,6 @@ from storage import (
 
 log = logging.getLogger("stillroom.cycles")
 
-NEXT_STATE = {
-    "collecting": "exporting",
-    "exporting": "training",
-    "training": "evaluating",
-    "evaluating": "promoting",
-    "promoting": "done",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class CycleContext:

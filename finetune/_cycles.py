@@ -26,6 +26,8 @@ from finetune._backends import TrainingBackend, TrainingConfig, TrainingError
 from finetune._canary import CanaryPolicy
 from finetune._gate import GatePolicy
 from finetune._prices import DEFAULT_BASE_MODEL
+from finetune._promotion import abort_promotion, get_promotion
+from finetune._training import cancel_job
 from storage import (
     TERMINAL_CYCLE_STATES,
     TERMINAL_TRAINING_STATES,
@@ -179,9 +181,6 @@ def cancel_cycle(
 ) -> Cycle:
     """Stop a cycle where it stands: its training job is cancelled at the backend and a canary
     it started is rolled back. An ended cycle is refused with CycleConflict."""
-    # Imported here: the step machine builds on this module.
-    from finetune._promotion import abort_promotion, get_promotion
-
     while True:
         cycle = require_cycle(engine, cycle_id)
         if cycle.state in TERMINAL_CYCLE_STATES:
@@ -212,8 +211,6 @@ def cancel_cycle(
 
 
 def _cancel_job(engine: Engine, job_id: str, backend_for: Callable[[str], TrainingBackend]) -> None:
-    from finetune._training import cancel_job
-
     with session_scope(engine) as session:
         job = get_training_job(job_id, session=session)
     if job is None or job.state in TERMINAL_TRAINING_STATES:

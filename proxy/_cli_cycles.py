@@ -25,10 +25,10 @@ from finetune import (
 from proxy._admin_training import backend_from_settings
 from proxy._cli_support import cli_engine, cli_settings
 from proxy._settings import Settings
-from storage import TERMINAL_CYCLE_STATES, Cycle
+from storage import OPEN_CYCLE_STATES, TERMINAL_CYCLE_STATES, Cycle
 
 _settings = cli_settings
-STEPS = ("collecting", "exporting", "training", "evaluating", "promoting")
+STEPS = OPEN_CYCLE_STATES
 
 
 def _engine(settings: Settings) -> AbstractContextManager[Engine]:

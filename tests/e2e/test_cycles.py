@@ -69,6 +69,7 @@ class Fleet:
                     "STILLROOM_ADMIN_KEY": ADMIN_KEY,
                     "STILLROOM_UPSTREAM_API_KEY": CLIENT_KEY,
                     "STILLROOM_LOG_LEVEL": "INFO",
+                    "STILLROOM_ROUTE_REFRESH_SECONDS": "0.2",
                 },
                 config=self.workdir / "stillroom.toml",
             )
@@ -103,7 +104,9 @@ class Fleet:
 
 @pytest.fixture
 def fleet(server_database_url: str, tmp_path: Path) -> Iterator[Fleet]:
-    with running_sandbox(SandboxConfig(step_seconds=1.0, epochs=2)) as upstream:
+    # The judge takes its time, so the evaluating step lasts long enough to be seen and killed.
+    sandbox = SandboxConfig(step_seconds=1.0, epochs=2, judge_seconds=0.5)
+    with running_sandbox(sandbox) as upstream:
         found = Fleet(server_database_url, upstream, tmp_path)
         with found.stack:
             yield found
@@ -197,6 +200,8 @@ def test_a_cycle_survives_being_killed_at_every_step(fleet: Fleet) -> None:
         (TEACHER, "teacher", 0),
     }
 
+    # The promotion went full in the database; each process follows at its next route poll.
+    time.sleep(1.0)
     before = fleet.admin("GET", "/admin/stats")["captures"]
     assert fleet.ask(3, first=500) == [student] * 3
     # Each answer from the student is captured, and so is the teacher's shadow answer.

@@ -4,6 +4,7 @@ approved captures, and a context wired to the sandbox's fine-tuning API."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -125,8 +126,6 @@ def drive(
 ) -> Cycle:
     """Advance the cycle as the runner would, running its evaluations, until it reaches
     ``until`` or ends."""
-    import time
-
     cycle = advance_cycle(ctx, cycle_id)
     for _ in range(rounds):
         if cycle.state in (until, "done", "failed", "cancelled"):

@@ -26,7 +26,6 @@ from storage import list_training_jobs, session_scope
 from tests.finetune._cycle_helpers import (
     ALIAS,
     BASE,
-    FAST,
     POLICY,
     SANDBOX_KEY,
     TEACHER,
@@ -188,4 +187,3 @@ def test_cancel_during_training_cancels_the_backend_job(engine: Engine) -> None:
 def test_a_cycle_policy_refuses_unknown_fields() -> None:
     with pytest.raises(ValueError, match="extra"):
         CyclePolicy.model_validate({"min_examples": 3, "epochs": 2})
-    assert FAST.step_seconds == 0.05

@@ -29,6 +29,8 @@ class SandboxConfig:
     """How long an uploaded file stays ``uploaded`` before it is ``processed``."""
     refuse_fine_tuning: bool = False
     """Refuse every new job as OpenAI does once self-serve fine-tuning is closed."""
+    judge_seconds: float = 0.0
+    """How long the sandbox judge takes over a verdict: an evaluation that lasts a while."""
     student_skill: float = 0.9
     """Share of prompts it was not trained on that a sandbox ``ft:`` model answers as the
     teacher of its training data would (picked by a hash of the prompt); it answers the rest

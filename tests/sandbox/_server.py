@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.sandbox._chat import completion, stream_chunks
+from tests.sandbox._chat import completion, judge_verdict, stream_chunks
 from tests.sandbox._jobs import Sandbox, SandboxConfig, SandboxError
 
 log = logging.getLogger("stillroom.sandbox")
@@ -76,7 +76,10 @@ _numbers = itertools.count(1)
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await _read_json(request)
-    whole = completion(_sandbox(request), body, next(_numbers))
+    sandbox = _sandbox(request)
+    if sandbox.config.judge_seconds and judge_verdict(list(body.get("messages") or [])):
+        await asyncio.sleep(sandbox.config.judge_seconds)
+    whole = completion(sandbox, body, next(_numbers))
     if not body.get("stream"):
         return web.json_response(whole, headers={"x-request-id": f"req_sandbox_{whole['id'][-8:]}"})
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

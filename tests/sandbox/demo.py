@@ -223,6 +223,7 @@ def run(threshold: int, keep: bool) -> None:
                     f"v{event['to_version']} by {event['actor']}: {event['reason'] or '-'}{RESET}"
                 )
             say("Same alias, same SDK call: answered by the student, shadowed to the teacher")
+            time.sleep(1.5)  # every process picks the new route up at its next poll (1 s)
             before = demo.admin("GET", "/admin/stats")["captures"]
             note(f"served by: {demo.ask(5000, 10)}")
             time.sleep(1.0)
