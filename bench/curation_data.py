@@ -25,7 +25,7 @@ from psycopg import sql
 import storage
 from bench.curation_traffic import Conversation, Traffic
 from bench.postgres import ADMIN_CONNINFO
-from proxy._capture import Exchange, build_row
+from proxy.gateway._capture import Exchange, build_row
 
 DATABASE = "stillroom_bench_curation"
 URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"

@@ -15,32 +15,26 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from finetune import storage_redactor
-from proxy._admin import AdminController
-from proxy._admin_aliases import AliasesController
-from proxy._admin_captures import CapturesController
-from proxy._admin_cycles import CyclesController, cycle_runner
-from proxy._admin_datasets import DatasetsController
-from proxy._admin_evals import EvaluationsController, evaluation_worker
-from proxy._admin_overview import OverviewController
-from proxy._admin_promotions import PromotionsController
-from proxy._admin_rules import RulesController
-from proxy._admin_training import TrainingController, job_tracker
-from proxy._admin_validate import ValidationController
-from proxy._auth import Authenticator
 from proxy._errors import EXCEPTION_HANDLERS
-from proxy._feedback import create_feedback
-from proxy._forward import Forwarder, PassThrough
 from proxy._metrics import Metrics
-from proxy._model_list import list_models
-from proxy._router import RouteTable, named_upstreams
-from proxy._routes import ROUTES
 from proxy._services import Services
 from proxy._settings import Settings
-from proxy._shadow import ShadowRunner
-from proxy._sink import CaptureSink
-from proxy._stored import StoredCompletions
-from proxy._ui import ui_router
-from proxy._upstream import Upstream
+from proxy.admin import CONTROLLERS, cycle_runner, evaluation_worker, job_tracker
+from proxy.gateway import (
+    ROUTES,
+    Authenticator,
+    CaptureSink,
+    Forwarder,
+    PassThrough,
+    RouteTable,
+    ShadowRunner,
+    StoredCompletions,
+    Upstream,
+    create_feedback,
+    list_models,
+    named_upstreams,
+)
+from proxy.ui import ui_router
 from storage import make_engine
 
 log = logging.getLogger("stillroom")
@@ -161,17 +155,7 @@ def create_app(settings: Settings) -> Litestar:
             list_models,
             *ROUTES,
             create_feedback,
-            AdminController,
-            AliasesController,
-            CapturesController,
-            CyclesController,
-            DatasetsController,
-            EvaluationsController,
-            OverviewController,
-            PromotionsController,
-            RulesController,
-            TrainingController,
-            ValidationController,
+            *CONTROLLERS,
             ui_router(),
         ],
         lifespan=[lifespan],

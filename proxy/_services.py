@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 from sqlalchemy import Engine
 
 from finetune import CycleRunner
-from proxy._auth import Authenticator
-from proxy._forward import Forwarder, PassThrough
 from proxy._metrics import Metrics
-from proxy._router import RouteTable
 from proxy._settings import Settings
-from proxy._shadow import ShadowRunner
-from proxy._sink import CaptureSink
-from proxy._stored import StoredCompletions
-from proxy._upstream import Upstream
+
+if TYPE_CHECKING:
+    # Types only: the gateway's handlers import this module to find their services.
+    from proxy.gateway._auth import Authenticator
+    from proxy.gateway._forward import Forwarder, PassThrough
+    from proxy.gateway._router import RouteTable
+    from proxy.gateway._shadow import ShadowRunner
+    from proxy.gateway._sink import CaptureSink
+    from proxy.gateway._stored import StoredCompletions
+    from proxy.gateway._upstream import Upstream
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from finetune import prompt_hash
-from proxy._capture import Exchange, build_row
+from proxy.gateway._capture import Exchange, build_row
 from storage import CaptureEdit, Feedback, insert_captures, session_scope
 from tests.replay import all_cassettes, load_cassette
 

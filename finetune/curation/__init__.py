@@ -1,0 +1,91 @@
+"""Curation: reading and reviewing captures, end-user feedback, rules that approve or reject on
+capture, and redaction of personal data before anything is stored or exported.
+"""
+
+from finetune.curation._curation import (
+    MAX_PAGE_SIZE,
+    CaptureDetail,
+    CapturePage,
+    bulk_preview,
+    capture_detail,
+    delete_captures,
+    edit_capture,
+    feedback_kind,
+    list_captures,
+    original_answer,
+    rate_capture,
+    record_feedback,
+    retag_capture,
+    run_bulk,
+    set_capture_status,
+)
+from finetune.curation._input import (
+    CaptureNotFound,
+    CurationError,
+    FeedbackInput,
+    InvalidCurationInput,
+    assistant_message,
+    feedback_input,
+    filter_from_params,
+)
+from finetune.curation._redact import (
+    CustomRedaction,
+    RedactionConfig,
+    Redactor,
+    export_redactor,
+    storage_redactor,
+)
+from finetune.curation._rules import (
+    Outcome,
+    RuleConditions,
+    RuleConfig,
+    RuleList,
+    evaluate,
+    rules_read_bodies,
+)
+from finetune.curation._rules_run import (
+    RuleChanges,
+    RulesReport,
+    count_rule_candidates,
+    run_rules,
+)
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "CaptureDetail",
+    "CaptureNotFound",
+    "CapturePage",
+    "CurationError",
+    "CustomRedaction",
+    "FeedbackInput",
+    "InvalidCurationInput",
+    "Outcome",
+    "RedactionConfig",
+    "Redactor",
+    "RuleChanges",
+    "RuleConditions",
+    "RuleConfig",
+    "RuleList",
+    "RulesReport",
+    "assistant_message",
+    "bulk_preview",
+    "capture_detail",
+    "count_rule_candidates",
+    "delete_captures",
+    "edit_capture",
+    "evaluate",
+    "export_redactor",
+    "feedback_input",
+    "feedback_kind",
+    "filter_from_params",
+    "list_captures",
+    "original_answer",
+    "rate_capture",
+    "record_feedback",
+    "retag_capture",
+    "rules_read_bodies",
+    "run_bulk",
+    "run_rules",
+    "set_capture_status",
+    "storage_redactor",
+]

@@ -1,0 +1,218 @@
+"""How a capture becomes a chat fine-tuning example, and how turn-by-turn captures thread.
+
+A client holding a conversation sends all of it again with every turn, so each turn is captured
+as a request that contains the previous ones. The longest capture stands for the conversation;
+an assistant turn in it that no earlier capture answered (a few-shot example, a reply another
+model or a person wrote) is kept as context with ``weight: 0``, so the student does not learn it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from typing import Any
+
+import orjson
+
+from finetune.datasets._prompt import prompt_hash
+
+EXAMPLE_FIELDS = ("tools", "parallel_tool_calls", "functions")
+"""Request fields a chat fine-tuning example carries beside its messages."""
+
+
+def clean_tool_call(call: Any) -> Any:
+    if not isinstance(call, dict):
+        return call
+    function = call.get("function")
+    if not isinstance(function, dict):
+        function = {}
+    cleaned: dict[str, Any] = {"id": call.get("id"), "type": call.get("type") or "function"}
+    cleaned["function"] = {"name": function.get("name"), "arguments": function.get("arguments")}
+    return cleaned
+
+
+def clean_message(message: Any) -> Any:
+    """The fields a fine-tuning message of its role may hold: response-only extras (refusal,
+    annotations, audio) and empty values are dropped, and so is a tool message's ``name``,
+    which the chat format does not take."""
+    if not isinstance(message, dict):
+        return message
+    role = message.get("role")
+    cleaned: dict[str, Any] = {"role": role}
+    if message.get("content") is not None:
+        cleaned["content"] = message["content"]
+    if role == "tool":
+        if message.get("tool_call_id") is not None:
+            cleaned["tool_call_id"] = message["tool_call_id"]
+        return cleaned
+    if message.get("name") is not None:
+        cleaned["name"] = message["name"]
+    if role != "assistant":
+        return cleaned
+    calls = message.get("tool_calls")
+    if isinstance(calls, list) and calls:
+        cleaned["tool_calls"] = [clean_tool_call(call) for call in calls]
+    function_call = message.get("function_call")
+    if isinstance(function_call, dict):
+        cleaned["function_call"] = {
+            "name": function_call.get("name"),
+            "arguments": function_call.get("arguments"),
+        }
+    return cleaned
+
+
+def without_empty_turns(request: dict[str, Any]) -> dict[str, Any]:
+    """The request without assistant turns that say nothing (no content, no call): some
+    clients send one beside the turn that carries the call, and no format takes it."""
+    messages = request["messages"]
+    kept = [
+        message
+        for message in messages
+        if not isinstance(message, dict)
+        or message.get("role") != "assistant"
+        or message.get("content") not in (None, "", [])
+        or message.get("tool_calls")
+        or message.get("function_call")
+    ]
+    return request if len(kept) == len(messages) else {**request, "messages": kept}
+
+
+def answer_message(response: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """(the assistant message of the first choice, None) or (None, why it is no answer)."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not isinstance(choices, list) or not choices:
+        return None, "no_answer"
+    first = min(
+        (c for c in choices if isinstance(c, dict)),
+        key=lambda c: c["index"] if isinstance(c.get("index"), int) else 0,
+        default=None,
+    )
+    message = first.get("message") if first is not None else None
+    if not isinstance(message, dict):
+        return None, "no_answer"
+    cleaned = clean_message({**message, "role": "assistant"})
+    said = cleaned.get("content") not in (None, "") or "tool_calls" in cleaned
+    if not said and "function_call" not in cleaned:
+        return None, "refusal" if message.get("refusal") else "no_answer"
+    return cleaned, None
+
+
+def build_example(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The request's messages with ``answer`` appended, and the tool fields of the request."""
+    messages = [clean_message(m) for m in request["messages"]]
+    example: dict[str, Any] = {"messages": [*messages, answer]}
+    for field in EXAMPLE_FIELDS:
+        if request.get(field) is not None:
+            example[field] = request[field]
+    return example
+
+
+def _canonical_arguments(arguments: Any) -> Any:
+    # Clients re-serialise arguments when they send a turn back ({"a":1} vs {"a": 1}).
+    if isinstance(arguments, str):
+        try:
+            return orjson.loads(arguments)
+        except orjson.JSONDecodeError:
+            return arguments
+    return arguments
+
+
+def _normalise_text(text: str) -> str:
+    # As prompt hashing normalises text, by a faster road: builds compare every turn.
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return " ".join(text.split())
+
+
+def _normalise_content(content: Any) -> Any:
+    if isinstance(content, str):
+        return _normalise_text(content)
+    if isinstance(content, list):
+        return [
+            _normalise_text(part["text"])
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+            else part
+            for part in content
+        ]
+    return content
+
+
+def normalise_turn(message: Any) -> Any:
+    """What makes two turns the same turn: ids, nulls and spacing aside."""
+    if not isinstance(message, dict):
+        return message
+    kept: dict[str, Any] = {"role": message.get("role")}
+    if message.get("content") not in (None, "", []):
+        kept["content"] = _normalise_content(message["content"])
+    for key in ("name", "tool_call_id"):
+        if message.get(key):
+            kept[key] = message[key]
+    calls = message.get("tool_calls")
+    if isinstance(calls, list) and calls:
+        kept["tool_calls"] = [
+            [
+                (c.get("function") or {}).get("name"),
+                _canonical_arguments((c.get("function") or {}).get("arguments")),
+            ]
+            for c in calls
+            if isinstance(c, dict)
+        ]
+    function_call = message.get("function_call")
+    if isinstance(function_call, dict):
+        kept["function_call"] = [
+            function_call.get("name"),
+            _canonical_arguments(function_call.get("arguments")),
+        ]
+    return kept
+
+
+def thread_keys(request: dict[str, Any], answer: dict[str, Any]) -> tuple[bytes, dict[int, bytes]]:
+    """(key of the whole exchange, messages + answer; index -> key of the conversation up to
+    that turn, for each assistant turn in the messages).
+
+    When one capture's whole-exchange key is another's assistant-turn key, the first is an
+    earlier turn of the second's conversation, and the teacher wrote that turn. Tools are left
+    out: clients do not always send them again with every turn.
+    """
+    messages = request["messages"]
+    turns = [normalise_turn(message) for message in (*messages, answer)]
+    prefixes = {
+        index: _key(turns[: index + 1])
+        for index, message in enumerate(messages)
+        if isinstance(message, dict) and message.get("role") == "assistant"
+    }
+    return _key(turns), prefixes
+
+
+def _key(turns: list[Any]) -> bytes:
+    return hashlib.sha256(orjson.dumps(turns, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def split_key(request: dict[str, Any], fallback: str | None) -> str:
+    """The hash that fixes the example's split: of the opening prompt, before the first
+    assistant turn, so a conversation stays on its side as it grows."""
+    messages = request["messages"]
+    first = next(
+        (i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"),
+        None,
+    )
+    if first is None and fallback is not None:
+        return fallback
+    return prompt_hash({**request, "messages": messages[:first]})
+
+
+def assistant_turn_prompts(request: dict[str, Any]) -> list[tuple[int, str]]:
+    """(index, prompt hash of the messages before it) for each assistant turn in the request:
+    a capture of that prompt whose answer is the turn shows the teacher wrote it."""
+    messages = request["messages"]
+    return [
+        (i, prompt_hash({**request, "messages": messages[:i]}))
+        for i, message in enumerate(messages)
+        if isinstance(message, dict) and message.get("role") == "assistant"
+    ]
+
+
+def mark_untaught(example: dict[str, Any], indices: list[int]) -> None:
+    """Keep these assistant turns as context only (OpenAI's ``weight: 0``)."""
+    for index in indices:
+        example["messages"][index]["weight"] = 0

@@ -1,0 +1,33 @@
+"""The gateway: the OpenAI surface under /v1 and the hot path behind it.
+
+Who is calling (``_auth``), which target serves them (``_router``), relaying the request and its
+answer (``_forward``, ``_upstream``), rebuilding streams (``_accumulate``), handing the exchange to
+the capture sink (``_capture``, ``_sink``), shadow traffic to the teacher (``_shadow``), stored
+completions answered from the store (``_stored``), feedback and the model list.
+"""
+
+from proxy.gateway._auth import Authenticator
+from proxy.gateway._feedback import create_feedback
+from proxy.gateway._forward import Forwarder, PassThrough
+from proxy.gateway._model_list import list_models
+from proxy.gateway._router import RouteTable, named_upstreams
+from proxy.gateway._routes import ROUTES
+from proxy.gateway._shadow import ShadowRunner
+from proxy.gateway._sink import CaptureSink
+from proxy.gateway._stored import StoredCompletions
+from proxy.gateway._upstream import Upstream
+
+__all__ = [
+    "ROUTES",
+    "Authenticator",
+    "CaptureSink",
+    "Forwarder",
+    "PassThrough",
+    "RouteTable",
+    "ShadowRunner",
+    "StoredCompletions",
+    "Upstream",
+    "create_feedback",
+    "list_models",
+    "named_upstreams",
+]

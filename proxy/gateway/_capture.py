@@ -1,0 +1,189 @@
+"""What the hot path hands to the sink, and how it becomes a row.
+
+The request path only fills an ``Exchange`` with raw bytes and timings. Decoding, parsing and
+stream reconstruction happen in the sink's writer thread, off the request's way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from finetune import Redactor, RuleConfig, evaluate, prompt_hash
+from proxy.gateway._accumulate import StreamError, accumulate_sse
+
+
+def new_capture_id() -> str:
+    """Time-ordered and unique across processes: nanoseconds, then random bits."""
+    return f"cap_{time.time_ns():016x}{os.urandom(5).hex()}"
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One chat-completion exchange, as raw as the hot path saw it."""
+
+    request: dict[str, Any]
+    api_key_id: str | None
+    upstream: str
+    served_model: str | None
+    alias: str | None = None
+    capture_id: str = field(default_factory=new_capture_id)
+    started_at: float = field(default_factory=time.time)
+    stream: bool = False
+    status_code: int | None = None
+    body: bytes = b""
+    content_encoding: str | None = None
+    upstream_request_id: str | None = None
+    ttfb_ms: float | None = None
+    total_ms: float | None = None
+    abandoned: bool = False
+    error_kind: str | None = None
+    """None when the upstream answered; else timeout, connection, stream_cut, client_abandoned."""
+    error_message: str | None = None
+    extra_tags: list[str] | None = None
+    """Tags the proxy itself sets, e.g. ``shadow`` on a shadow request's capture."""
+    extra_metadata: dict[str, str] | None = None
+    """Added to the request's metadata: ``stillroom_shadow_of`` on a shadow capture,
+    ``stillroom_fallback_from`` / ``stillroom_fallback_reason`` when a student's error was
+    answered by the teacher instead."""
+
+
+def decode_body(body: bytes, encoding: str | None) -> bytes:
+    if not encoding or encoding == "identity":
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        # A cut gzip stream still yields what arrived whole.
+        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(body)
+    if encoding == "deflate":
+        return zlib.decompressobj().decompress(body)
+    raise ValueError(f"unsupported content-encoding {encoding}")
+
+
+def build_row(
+    exchange: Exchange,
+    *,
+    rules: Sequence[RuleConfig] = (),
+    redactor: Redactor | None = None,
+) -> dict[str, Any]:
+    """The capture's columns; never raises on a strange body, it records it instead.
+
+    With a ``redactor``, request, response and error are scrubbed before anything is derived
+    from them; ``rules`` then set the review status and tags from what will be stored."""
+    request = exchange.request if redactor is None else redactor.redact_value(exchange.request)
+    metadata = request.get("metadata")
+    row: dict[str, Any] = {
+        "id": exchange.capture_id,
+        "created_at": datetime.fromtimestamp(exchange.started_at, UTC),
+        "request": request,
+        "status_code": exchange.status_code,
+        "error_kind": exchange.error_kind,
+        "upstream_request_id": exchange.upstream_request_id,
+        "requested_model": _str_or_none(request.get("model")),
+        "alias": exchange.alias,
+        "served_model": exchange.served_model,
+        "upstream": exchange.upstream,
+        "ttfb_ms": exchange.ttfb_ms,
+        "total_ms": exchange.total_ms,
+        "stream": exchange.stream,
+        "abandoned": exchange.abandoned,
+        "metadata_": {str(k): str(v) for k, v in metadata.items()}
+        if isinstance(metadata, dict)
+        else {},
+        "store": request.get("store") if isinstance(request.get("store"), bool) else None,
+        "user": _str_or_none(request.get("user") or request.get("safety_identifier")),
+        "api_key_id": exchange.api_key_id,
+        "response": None,
+        "error": None,
+        "completion_id": None,
+        "usage": None,
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "total_tokens": None,
+        "finish_reason": None,
+        "review_status": "pending",
+        "tags": [],
+        "rating": None,
+        "feedback": None,
+        "prompt_hash": prompt_hash(request),
+        "has_tool_calls": False,
+    }
+    if exchange.extra_metadata:
+        row["metadata_"].update(exchange.extra_metadata)
+    if exchange.extra_tags:
+        row["tags"] = list(exchange.extra_tags)
+    completion, error = _parse_response(exchange)
+    if error is None and exchange.error_message is not None:
+        error = {"message": exchange.error_message, "type": exchange.error_kind}
+    if redactor is not None:
+        completion, error = redactor.redact_value(completion), redactor.redact_value(error)
+    row["error"] = error
+    if completion is not None:
+        row["response"] = completion
+        row["completion_id"] = _str_or_none(completion.get("id"))
+        usage = completion.get("usage")
+        if isinstance(usage, dict):
+            row["usage"] = usage
+            row["prompt_tokens"] = _int_or_none(usage.get("prompt_tokens"))
+            row["completion_tokens"] = _int_or_none(usage.get("completion_tokens"))
+            row["total_tokens"] = _int_or_none(usage.get("total_tokens"))
+        choices = completion.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            row["finish_reason"] = _str_or_none(choices[0].get("finish_reason"))
+            row["has_tool_calls"] = any(
+                isinstance(c, dict)
+                and isinstance(c.get("message"), dict)
+                and bool(c["message"].get("tool_calls") or c["message"].get("function_call"))
+                for c in choices
+            )
+    return apply_rules(row, rules)
+
+
+def apply_rules(row: dict[str, Any], rules: Sequence[RuleConfig]) -> dict[str, Any]:
+    """Set a new capture's review status and tags as the curation rules decide."""
+    if rules:
+        outcome = evaluate(rules, row)
+        row["review_status"] = outcome.status or "pending"
+        row["tags"] = [*row["tags"], *outcome.tags]
+    return row
+
+
+def _parse_response(exchange: Exchange) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(completion, error) from the raw body."""
+    if not exchange.body:
+        return None, None
+    try:
+        body = decode_body(exchange.body, exchange.content_encoding)
+    except (ValueError, zlib.error) as exc:
+        return None, {"message": f"undecodable body: {exc}", "type": "capture_error"}
+    ok = exchange.status_code is not None and 200 <= exchange.status_code < 300
+    if ok and exchange.stream and b"data:" in body[:4096]:
+        try:
+            return accumulate_sse(body), None
+        except StreamError as exc:
+            return None, exc.error if isinstance(exc.error, dict) else {"message": str(exc.error)}
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:65536].decode("utf-8", "replace")
+        return None, {"message": "response was not JSON", "type": "capture_error", "body": text}
+    if not isinstance(parsed, dict):
+        return None, {"message": "response was not a JSON object", "type": "capture_error"}
+    if ok and "error" not in parsed:
+        return parsed, None
+    error = parsed.get("error", parsed)
+    return None, error if isinstance(error, dict) else {"message": str(error)}
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

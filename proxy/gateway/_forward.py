@@ -1,0 +1,371 @@
+"""The hot path: relay a request upstream and hand the exchange to the capture sink.
+
+Non-streaming bodies are relayed as the bytes that came; streams chunk by chunk as they
+arrive. Whatever happens - the upstream fails, times out or cuts the stream, the client
+leaves - the exchange is handed to the sink exactly once, in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+from litestar import Request, Response
+from litestar.response import Stream
+from multidict import CIMultiDict
+
+from finetune import Route, Target
+from proxy._errors import InvalidRequest, UnsupportedMediaType, UpstreamTimeout, UpstreamUnavailable
+from proxy._metrics import Metrics
+from proxy.gateway._auth import Caller
+from proxy.gateway._capture import Exchange
+from proxy.gateway._router import RouteTable
+from proxy.gateway._shadow import ShadowRunner, send_shadow
+from proxy.gateway._sink import CaptureSink
+from proxy.gateway._upstream import Upstream, request_headers, response_headers
+
+log = logging.getLogger("stillroom.forward")
+
+# Bodies up to this size come back with a Content-Length; larger ones stream through.
+_BUFFER_LIMIT = 1024 * 1024
+_EVENT_STREAM = "text/event-stream"
+
+
+class Forwarder:
+    def __init__(
+        self,
+        upstream: Upstream,
+        sink: CaptureSink,
+        metrics: Metrics,
+        *,
+        routes: RouteTable | None = None,
+        shadows: ShadowRunner | None = None,
+        extra_upstreams: Mapping[str, Upstream] | None = None,
+        upstream_keys: Mapping[str, str] | None = None,
+    ) -> None:
+        self._upstream = upstream
+        self._sink = sink
+        self._metrics = metrics
+        self._chat_url = upstream.url("/chat/completions")
+        self._routes = routes
+        self._shadows = shadows
+        self._upstreams = {upstream.name: upstream, **(extra_upstreams or {})}
+        # Named upstreams with a key of their own; the others get the caller's upstream key.
+        self._keys = dict(upstream_keys or {})
+
+    async def chat_completion(
+        self, request: Request[Any, Any, Any], caller: Caller
+    ) -> Response[Any]:
+        started = time.perf_counter()
+        content_type = request.headers.get("content-type")
+        if content_type is not None and "json" not in content_type.lower():
+            raise UnsupportedMediaType(
+                f"Unsupported content type {content_type!r}: send 'application/json'.",
+                code="unsupported_content_type",
+            )
+        body = await request.body()
+        payload = _parse_json_object(body)
+        model = payload.get("model")
+        exchange = Exchange(
+            request=payload,
+            api_key_id=caller.key_id,
+            upstream=self._upstream.name,
+            served_model=model if isinstance(model, str) else None,
+            stream=payload.get("stream") is True,
+        )
+        headers = request_headers(request.scope["headers"], caller.upstream_key)
+        query = request.scope["query_string"]
+        route = (
+            self._routes.get(model) if self._routes is not None and isinstance(model, str) else None
+        )
+        if route is None:
+            url = self._upstream.url("/chat/completions", query) if query else self._chat_url
+            upstream = await self._post(self._upstream, url, body, headers, exchange, started)
+        else:
+            upstream = await self._post_routed(route, payload, headers, query, exchange, started)
+        exchange.ttfb_ms = _ms_since(started)
+        exchange.status_code = upstream.status
+        exchange.upstream_request_id = upstream.headers.get("x-request-id")
+        exchange.content_encoding = upstream.headers.get("content-encoding")
+        out_headers = response_headers(upstream.headers)
+        content_type = upstream.headers.get("content-type", "")
+        if exchange.stream and content_type.startswith(_EVENT_STREAM):
+            return Stream(
+                self._relay_stream(upstream, exchange, started),
+                status_code=upstream.status,
+                headers=out_headers,
+            )
+        try:
+            data = await upstream.read()
+        except BaseException as exc:
+            upstream.close()
+            self._fail(exchange, started, exc)
+            raise _translate(exc) from exc
+        upstream.release()
+        exchange.body = data
+        self._finish(exchange, started)
+        return Response(data, status_code=upstream.status, headers=out_headers)
+
+    async def _post(
+        self,
+        upstream: Upstream,
+        url: str,
+        body: bytes,
+        headers: CIMultiDict[str],
+        exchange: Exchange,
+        started: float,
+    ) -> aiohttp.ClientResponse:
+        try:
+            return await upstream.session.post(url, data=body, headers=headers)
+        except BaseException as exc:
+            self._fail(exchange, started, exc)
+            raise _translate(exc) from exc
+
+    async def _post_routed(
+        self,
+        route: Route,
+        payload: dict[str, Any],
+        headers: CIMultiDict[str],
+        query: bytes,
+        exchange: Exchange,
+        started: float,
+    ) -> aiohttp.ClientResponse:
+        """Send to the alias's picked target; a failing student falls back to the teacher once.
+
+        Fallback happens only before anything reached the client: on a connection failure or
+        a 5xx/429 status, streaming or not. The capture names what finally served and, in its
+        metadata, ``stillroom_fallback_from`` (the student) and ``stillroom_fallback_reason``.
+        """
+        user = payload.get("user") or payload.get("safety_identifier")
+        target = route.pick(user if isinstance(user, str) else None)
+        exchange.alias = route.alias
+        teacher = route.teacher
+        if target.role != "student" or teacher is None or teacher == target:
+            teacher = None
+        upstream, sent_headers = self._target(target, headers, exchange, started)
+        url = upstream.url("/chat/completions", query)
+        body = orjson.dumps({**payload, "model": target.model})
+        if teacher is None:
+            return await self._post(upstream, url, body, sent_headers, exchange, started)
+        reason: str
+        try:
+            answer = await upstream.session.post(url, data=body, headers=sent_headers)
+        except aiohttp.ClientError as exc:
+            reason = f"connection: {exc}"
+        except BaseException as exc:
+            self._fail(exchange, started, exc)
+            raise _translate(exc) from exc
+        else:
+            if answer.status < 500 and answer.status != 429:
+                if route.shadow_rate > 0 and random.random() < route.shadow_rate:
+                    self._shadow(route.alias, teacher, payload, headers, exchange)
+                return answer
+            reason = f"status {answer.status}"
+            answer.close()
+        log.warning(
+            "alias %s: student %s failed (%s); asking the teacher",
+            route.alias,
+            target.model,
+            reason,
+        )
+        exchange.extra_metadata = {
+            "stillroom_fallback_from": target.model,
+            "stillroom_fallback_reason": reason[:500],
+        }
+        upstream, sent_headers = self._target(teacher, headers, exchange, started)
+        body = orjson.dumps({**payload, "model": teacher.model})
+        url = upstream.url("/chat/completions", query)
+        return await self._post(upstream, url, body, sent_headers, exchange, started)
+
+    def _target(
+        self, target: Target, headers: CIMultiDict[str], exchange: Exchange, started: float
+    ) -> tuple[Upstream, CIMultiDict[str]]:
+        exchange.upstream = target.upstream
+        exchange.served_model = target.model
+        upstream = self._upstreams.get(target.upstream)
+        if upstream is None:
+            error = UpstreamUnavailable(
+                f"Alias {exchange.alias!r} routes to upstream {target.upstream!r}, "
+                "which is not configured.",
+                code="unknown_upstream",
+            )
+            exchange.error_kind = "connection"
+            exchange.error_message = error.message
+            self._finish(exchange, started)
+            raise error
+        key = self._keys.get(target.upstream)
+        if key is None:
+            return upstream, headers
+        own = headers.copy()
+        own["authorization"] = f"Bearer {key}"
+        return upstream, own
+
+    def _shadow(
+        self,
+        alias: str,
+        teacher: Target,
+        payload: dict[str, Any],
+        headers: CIMultiDict[str],
+        served: Exchange,
+    ) -> None:
+        upstream = self._upstreams.get(teacher.upstream)
+        if self._shadows is None or upstream is None:
+            return
+        key = self._keys.get(teacher.upstream)
+        if key is not None:
+            headers = headers.copy()
+            headers["authorization"] = f"Bearer {key}"
+        self._shadows.submit(
+            send_shadow(
+                upstream=upstream,
+                teacher=teacher,
+                alias=alias,
+                payload=payload,
+                headers=headers,
+                served_capture_id=served.capture_id,
+                api_key_id=served.api_key_id,
+                sink=self._sink,
+                metrics=self._metrics,
+            )
+        )
+
+    async def _relay_stream(
+        self, upstream: aiohttp.ClientResponse, exchange: Exchange, started: float
+    ) -> AsyncIterator[bytes]:
+        chunks: list[bytes] = []
+        completed = False
+        try:
+            async for chunk in upstream.content.iter_any():
+                if not chunks:
+                    exchange.ttfb_ms = _ms_since(started)
+                chunks.append(chunk)
+                yield chunk
+            completed = True
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            exchange.error_kind = (
+                "timeout" if isinstance(exc, asyncio.TimeoutError) else "stream_cut"
+            )
+            exchange.error_message = f"upstream stream ended early: {exc or type(exc).__name__}"
+            # Re-raised so the server drops the connection: the client must see a cut stream,
+            # not a stream that looks complete.
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            exchange.abandoned = True
+            exchange.error_kind = "client_abandoned"
+            exchange.error_message = "the client closed the connection before the stream ended"
+            raise
+        finally:
+            if completed:
+                upstream.release()
+            else:
+                upstream.close()
+            exchange.body = b"".join(chunks)
+            self._finish(exchange, started)
+
+    def _fail(self, exchange: Exchange, started: float, exc: BaseException) -> None:
+        if isinstance(exc, asyncio.TimeoutError):
+            exchange.error_kind = "timeout"
+            exchange.error_message = "the upstream did not answer in time"
+        elif isinstance(exc, asyncio.CancelledError):
+            exchange.abandoned = True
+            exchange.error_kind = "client_abandoned"
+            exchange.error_message = "the request was cancelled before the upstream answered"
+        else:
+            exchange.error_kind = "connection"
+            exchange.error_message = f"could not reach the upstream: {exc}"
+        log.warning("chat completion failed upstream: %s", exchange.error_message)
+        self._finish(exchange, started)
+
+    def _finish(self, exchange: Exchange, started: float) -> None:
+        exchange.total_ms = _ms_since(started)
+        self._sink.submit(exchange)
+        self._metrics.observe("chat", exchange.status_code, exchange.total_ms)
+
+
+def _parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+        ) from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return payload
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, asyncio.TimeoutError):
+        return UpstreamTimeout("The upstream did not answer in time.", code="upstream_timeout")
+    if isinstance(exc, aiohttp.ClientError):
+        return UpstreamUnavailable(
+            f"Could not reach the upstream: {exc}", code="upstream_unreachable"
+        )
+    return exc
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+class PassThrough:
+    """Every other ``/v1`` path: method, body, status and content type as they are."""
+
+    def __init__(self, upstream: Upstream, metrics: Metrics) -> None:
+        self._upstream = upstream
+        self._metrics = metrics
+
+    async def forward(self, request: Request[Any, Any, Any], caller: Caller) -> Response[Any]:
+        started = time.perf_counter()
+        scope = request.scope
+        path = scope["path"].removeprefix("/v1")
+        has_body = request.method not in ("GET", "HEAD") and (
+            "content-length" in request.headers or "transfer-encoding" in request.headers
+        )
+        headers = request_headers(scope["headers"], caller.upstream_key, keep_length=True)
+        try:
+            upstream = await self._upstream.session.request(
+                request.method,
+                self._upstream.url(path, scope["query_string"]),
+                headers=headers,
+                data=request.stream() if has_body else None,
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            self._metrics.observe("passthrough", 502, _ms_since(started))
+            raise _translate(exc) from exc
+        out_headers = response_headers(upstream.headers)
+        length = upstream.content_length
+        if length is not None and length <= _BUFFER_LIMIT:
+            try:
+                data = await upstream.read()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                upstream.close()
+                raise _translate(exc) from exc
+            upstream.release()
+            self._metrics.observe("passthrough", upstream.status, _ms_since(started))
+            return Response(data, status_code=upstream.status, headers=out_headers)
+        self._metrics.observe("passthrough", upstream.status, _ms_since(started))
+        return Stream(
+            _relay(upstream),
+            status_code=upstream.status,
+            headers=out_headers,
+        )
+
+
+async def _relay(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    completed = False
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+        completed = True
+    finally:
+        if completed:
+            upstream.release()
+        else:
+            upstream.close()

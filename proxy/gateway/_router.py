@@ -1,0 +1,94 @@
+"""The route table each process holds in memory, and the poll that keeps it current.
+
+The hot path only reads ``RouteTable.get``: a dict lookup, no I/O. A background task asks the
+database for the routes' generation (a count and a max over the alias events: one cheap
+query) every ``refresh_seconds`` and reloads the table only when it moved, so a change made
+through any replica reaches every other replica within about one poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import anyio.to_thread
+from sqlalchemy import Engine
+
+from finetune import Route, load_routes
+from proxy._settings import Settings
+from proxy.gateway._upstream import Upstream
+from storage import route_generation, session_scope
+
+log = logging.getLogger("stillroom.routes")
+
+
+class RouteTable:
+    def __init__(self, engine: Engine, *, refresh_seconds: float) -> None:
+        self._engine = engine
+        self._refresh_seconds = refresh_seconds
+        self._routes: dict[str, Route] = {}
+        self._generation: tuple[int, int] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def get(self, model: str) -> Route | None:
+        return self._routes.get(model)
+
+    def routes(self) -> dict[str, Route]:
+        return self._routes
+
+    def refresh(self) -> bool:
+        """Reload when the generation moved; blocking, so it runs in a worker thread."""
+        with session_scope(self._engine) as session:
+            generation = route_generation(session=session)
+            if generation == self._generation:
+                return False
+            # Read after the generation: a change committed in between is loaded now and
+            # loaded again on the next poll, never missed.
+            routes = load_routes(session=session)
+        # One reference swap: a request sees the old table or the new one, never a mix.
+        self._routes = routes
+        self._generation = generation
+        log.info("route table loaded: %d aliases, generation %s", len(routes), generation)
+        return True
+
+    async def start(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.refresh)
+        except Exception as exc:  # noqa: BLE001 - a store that is down at start is retried
+            log.warning("could not load the route table yet: %s", str(exc).splitlines()[0])
+        self._task = asyncio.create_task(self._poll(), name="stillroom-route-poll")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_seconds)
+            try:
+                await anyio.to_thread.run_sync(self.refresh)
+            except Exception as exc:  # noqa: BLE001 - keep routing on the last table; say why
+                log.warning("route table refresh failed: %s", str(exc).splitlines()[0])
+
+
+def named_upstreams(settings: Settings) -> tuple[dict[str, Upstream], dict[str, str]]:
+    """The extra upstreams alias targets may name, and the keys of those that have one."""
+    upstreams = {
+        name: Upstream(
+            name=name,
+            base_url=config.base_url,
+            timeout_seconds=settings.upstream_timeout_seconds,
+            connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+        )
+        for name, config in settings.upstreams.items()
+    }
+    keys = {
+        name: config.api_key.get_secret_value()
+        for name, config in settings.upstreams.items()
+        if config.api_key is not None
+    }
+    return upstreams, keys

@@ -1,0 +1,149 @@
+"""The capture sink: batched writes, a spool while the database refuses, and replay."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
+
+from proxy._metrics import Metrics
+from proxy.gateway._capture import Exchange
+from proxy.gateway._sink import CaptureSink
+from storage import count_captures, get_capture, session_scope
+from tests.support import wait_for
+
+
+class Outage:
+    """Makes every statement on an engine fail as a database that is down would."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.down = False
+        event.listen(engine, "before_cursor_execute", self._check)
+
+    def _check(self, *_: Any) -> None:
+        if self.down:
+            raise OperationalError("INSERT", {}, ConnectionRefusedError("database is down"))
+
+
+def exchange(n: int, body: bytes | None = None) -> Exchange:
+    completion = {
+        "id": f"chatcmpl-{n}",
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": f"a{n}"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5},
+    }
+    return Exchange(
+        request={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"q{n}"}]},
+        api_key_id="key_a",
+        upstream="default",
+        served_model="gpt-4o-mini",
+        status_code=200,
+        body=json.dumps(completion).encode() if body is None else body,
+    )
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def sink(engine: Engine, metrics: Metrics, tmp_path: Path) -> Iterator[CaptureSink]:
+    sink = CaptureSink(
+        engine,
+        metrics,
+        spool_dir=tmp_path / "spool",
+        batch_size=50,
+        flush_seconds=0.02,
+        retry_seconds=0.1,
+    )
+    sink.start()
+    yield sink
+    sink.close(10)
+
+
+def stored(engine: Engine) -> int:
+    with session_scope(engine) as session:
+        return count_captures(session=session)
+
+
+def test_every_submitted_capture_is_written_on_close(
+    engine: Engine, sink: CaptureSink, metrics: Metrics
+) -> None:
+    for n in range(230):
+        sink.submit(exchange(n))
+    sink.close(10)
+    assert stored(engine) == 230
+    assert metrics.captures_written._value.get() == 230
+
+
+def test_database_outage_spools_then_replays_without_loss_or_duplicates(
+    engine: Engine, sink: CaptureSink, metrics: Metrics, tmp_path: Path
+) -> None:
+    outage = Outage(engine)
+    for n in range(20):
+        sink.submit(exchange(n))
+    wait_for(lambda: stored(engine) == 20)
+    outage.down = True
+    for n in range(20, 120):
+        sink.submit(exchange(n))
+    wait_for(lambda: metrics.captures_spooled._value.get() == 100)
+    spool_lines = sum(
+        len(p.read_bytes().splitlines()) for p in (tmp_path / "spool").glob("*.jsonl")
+    )
+    assert spool_lines == 100
+    outage.down = False
+    wait_for(lambda: stored(engine) == 120)
+    assert metrics.captures_replayed._value.get() == 100
+    assert sink.spool_bytes() == 0
+
+
+def test_close_while_database_is_down_spools_and_next_process_replays(
+    engine: Engine, metrics: Metrics, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    outage = Outage(engine)
+    outage.down = True
+    first = CaptureSink(engine, metrics, spool_dir=spool_dir, flush_seconds=0.02, retry_seconds=60)
+    first.start()
+    for n in range(15):
+        first.submit(exchange(n))
+    first.close(10)
+    assert stored_lines(spool_dir) == 15
+    outage.down = False
+    second = CaptureSink(engine, Metrics(), spool_dir=spool_dir, flush_seconds=0.02)
+    second.start()
+    try:
+        wait_for(lambda: stored(engine) == 15)
+    finally:
+        second.close(10)
+    assert list(spool_dir.glob("*.jsonl")) == []
+
+
+def stored_lines(spool_dir: Path) -> int:
+    return sum(len(p.read_bytes().splitlines()) for p in spool_dir.glob("*.jsonl"))
+
+
+def test_unparseable_response_is_still_captured_with_the_reason(
+    engine: Engine, sink: CaptureSink
+) -> None:
+    broken = exchange(1, body=b"\x1f\x8b not really gzip")
+    broken.content_encoding = "gzip"
+    sink.submit(broken)
+    sink.close(10)
+    with session_scope(engine) as session:
+        capture = get_capture(broken.capture_id, session=session)
+        assert capture is not None
+        assert capture.response is None
+        assert capture.error is not None and "undecodable" in capture.error["message"]
