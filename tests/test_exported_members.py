@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+
+import pytest
+
 import finetune
 import proxy
 import storage
@@ -127,3 +131,37 @@ def test_evaluation_runners_are_exported() -> None:
         "stored_positions",
     }
     assert leases <= set(storage.__all__)
+
+
+ROOMS = [
+    "finetune.curation",
+    "finetune.datasets",
+    "finetune.training",
+    "finetune.evaluation",
+    "finetune.routing",
+    "finetune.cycles",
+    "finetune.costs",
+    "proxy.gateway",
+    "proxy.admin",
+    "proxy.cli",
+    "proxy.ui",
+]
+
+
+@pytest.mark.parametrize("room", ROOMS)
+def test_each_room_states_its_public_names_and_says_what_it_owns(room: str) -> None:
+    module = importlib.import_module(room)
+    assert module.__doc__
+    assert len(module.__all__) == len(set(module.__all__))
+    assert [name for name in module.__all__ if not hasattr(module, name)] == []
+
+
+def test_finetune_re_exports_every_public_name_of_its_rooms() -> None:
+    rooms = [importlib.import_module(room) for room in ROOMS if room.startswith("finetune.")]
+    missing = [
+        f"{room.__name__}.{name}"
+        for room in rooms
+        for name in room.__all__
+        if name not in finetune.__all__
+    ]
+    assert missing == []
