@@ -26,6 +26,7 @@ import storage
 from bench.curation_traffic import Conversation, Traffic
 from bench.postgres import ADMIN_CONNINFO
 from proxy.gateway._capture import Exchange, build_row
+from storage._search import search_text
 
 DATABASE = "stillroom_bench_curation"
 URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
@@ -133,7 +134,8 @@ def _load(rows: int, say: Callable[[str], None]) -> dict[str, int]:
             )
         ]
         generator = Generator(rows, time.time())
-        windows = generator.windows()
+        # COPY bypasses insert_captures, which fills the search text of every other write.
+        windows = (_with_search_text(batch) for batch in generator.windows())
         first = next(windows)
         columns = [c for c in table_columns if c in first[0]]
         statement = sql.SQL("COPY captures ({}) FROM STDIN WITH (FREEZE)").format(
@@ -159,6 +161,12 @@ def _load(rows: int, say: Callable[[str], None]) -> dict[str, int]:
             sql.SQL("COMMENT ON TABLE captures IS {}").format(sql.Literal(_marker(rows)))
         )
     return {"capture_edits": len(edits), "feedback": len(feedback)}
+
+
+def _with_search_text(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in batch:
+        row["search_text"] = search_text(row["request"], row["response"])
+    return batch
 
 
 _EDIT_COLUMNS = ("capture_id", "created_at", "author", "message", "reason")

@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from storage._models import Capture
+from storage._search import search_text
 
 Order = Literal["asc", "desc"]
 
@@ -36,6 +37,8 @@ def _to_columns(row: Mapping[str, Any]) -> dict[str, Any]:
     values = dict(row)
     if "metadata_" in values:
         values["metadata"] = values.pop("metadata_")
+    if "search_text" not in values:
+        values["search_text"] = search_text(values.get("request"), values.get("response"))
     return values
 
 

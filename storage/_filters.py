@@ -7,16 +7,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
-    String,
     and_,
-    cast,
     exists,
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
+    text,
     true,
     type_coerce,
 )
@@ -24,6 +24,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 from storage._models import Capture
+
+TRIGRAM = 3
+"""The shortest search the trigram indexes answer; a shorter one reads every row."""
 
 ReviewStatus = Literal["pending", "approved", "rejected"]
 FeedbackKind = Literal["positive", "negative", "neutral", "none"]
@@ -56,7 +59,7 @@ class CaptureFilter(BaseModel):
     min_total_tokens: int | None = Field(default=None, ge=0)
     max_total_tokens: int | None = Field(default=None, ge=0)
     search: str | None = Field(default=None, min_length=1, max_length=500)
-    """Text anywhere in the request's messages or the response, case-insensitive."""
+    """Text anywhere in what people wrote or the model answered, case-insensitive."""
     api_key_id: str | None = None
 
 
@@ -119,15 +122,28 @@ def filter_clauses(capture_filter: CaptureFilter, dialect: str) -> list[ColumnEl
         if high is not None:
             clauses.append(column <= high)
     if f.search:
-        pattern = "%" + f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        texts = (cast(c.request["messages"], String), cast(c.response, String))
-        if dialect == "postgresql":
-            clauses.append(or_(*(t.ilike(pattern, escape="\\") for t in texts)))
-        else:
-            clauses.append(or_(*(func.lower(t).like(pattern.lower(), escape="\\") for t in texts)))
+        clauses.append(_search_clause(f.search, dialect))
     if f.api_key_id is not None:
         clauses.append(c.api_key_id == f.api_key_id)
     return clauses
+
+
+def _search_clause(words: str, dialect: str) -> ColumnElement[bool]:
+    # Both indexes answer a substring LIKE of three characters or more (storage._search).
+    words = words.replace("\x00", "")
+    escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    column = Capture.__table__.c.search_text  # type: ignore[attr-defined]
+    if dialect == "postgresql":
+        return column.ilike(f"%{escaped}%", escape="\\")  # type: ignore[no-any-return]
+    if len(words) < TRIGRAM or escaped != words:
+        # FTS5 uses its index only for a LIKE without ESCAPE, so words holding a wildcard
+        # character, or too short for a trigram, read every row.
+        return func.lower(column).like(f"%{escaped.lower()}%", escape="\\")
+    # FTS5's trigram tokenizer matches case-insensitively, as ILIKE does.
+    matches = text("SELECT rowid FROM captures_search WHERE search_text LIKE :pattern").bindparams(
+        pattern=f"%{words}%"
+    )
+    return literal_column("captures.rowid").in_(matches)
 
 
 def _json_array_contains(column: Any, value: str, dialect: str) -> ColumnElement[bool]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -108,6 +108,8 @@ class Capture(SQLModel, table=True):
     prompt_hash: str | None = Field(default=None, max_length=64, index=True)
     """Stable hash of the normalised prompt and tools: duplicates share it; splits follow it."""
     has_tool_calls: bool = False
+    search_text: str | None = Field(default=None, sa_column=Column(Text))
+    """What people wrote and the model answered, indexed for search (``storage._search``)."""
 
 
 class CaptureEdit(SQLModel, table=True):

@@ -1,0 +1,134 @@
+"""Search reads an indexed text of each capture: what people wrote and what the model answered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, MetaData, Table
+
+from storage import (
+    CaptureFilter,
+    delete_captures,
+    insert_captures,
+    list_capture_page,
+    make_engine,
+    session_scope,
+    upgrade,
+)
+from storage._search import MAX_SEARCH_CHARS, search_text
+from tests.curation_rows import capture_id, capture_row, store
+
+
+def _found(engine: Engine, words: str) -> list[str]:
+    with session_scope(engine) as session:
+        rows, _ = list_capture_page(CaptureFilter(search=words), session=session, limit=100)
+    return [str(row["id"]) for row in rows]
+
+
+def test_the_text_holds_messages_tool_calls_and_the_answer_but_not_structure() -> None:
+    request = {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Oslo?"}]},
+        ],
+        "tools": [{"type": "function", "function": {"name": "ignored_tool_schema"}}],
+    }
+    response = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                        }
+                    ],
+                },
+            }
+        ],
+    }
+    assert search_text(request, response).split("\n") == [
+        "Be brief.",
+        "Weather in Oslo?",
+        "get_weather",
+        '{"city":"Oslo"}',
+    ]
+
+
+def test_the_text_of_a_responses_exchange_is_its_instructions_input_and_output() -> None:
+    request = {"instructions": "Answer in French.", "input": "Hello there"}
+    response = {
+        "output": [
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Bonjour", "annotations": []}],
+            },
+        ]
+    }
+    assert search_text(request, response) == "Answer in French.\nHello there\nBonjour"
+
+
+def test_the_text_is_capped_and_holds_no_nul() -> None:
+    request = {"messages": [{"role": "user", "content": "x\x00" * MAX_SEARCH_CHARS}]}
+    found = search_text(request, None)
+    assert len(found) == MAX_SEARCH_CHARS
+    assert "\x00" not in found
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("ZEBRA", [9]),
+        ("crossing?", [9]),
+        ("q1", [10, 1]),
+        ("a3", [3]),
+        ("100%", []),
+        ("role", []),
+        ("nothing has this", []),
+    ],
+    ids=["any case", "punctuation", "two letters", "in the answer", "percent", "a key", "absent"],
+)
+def test_search_finds_exactly_the_captures_that_hold_the_words(
+    engine: Engine, words: str, expected: list[int]
+) -> None:
+    store(engine, [capture_row(n) for n in range(1, 9)])
+    store(engine, [capture_row(9, question="How wide is a Zebra crossing?"), capture_row(10)])
+    assert _found(engine, words) == [capture_id(n) for n in expected]
+
+
+def test_a_deleted_capture_is_no_longer_found(engine: Engine) -> None:
+    store(engine, [capture_row(1, question="unique walrus"), capture_row(2)])
+    with session_scope(engine) as session:
+        delete_captures([capture_id(1)], session=session)
+    assert _found(engine, "walrus") == []
+    assert _found(engine, "q2") == [capture_id(2)]
+
+
+def test_captures_stored_before_the_index_are_backfilled(server_database_url: str) -> None:
+    engine = make_engine(server_database_url)
+    try:
+        upgrade(engine, "0010")
+        # The table as it was then, without the search column.
+        before = Table("captures", MetaData(), autoload_with=engine)
+        row: dict[str, Any] = dict(capture_row(1, question="stored before search"))
+        row["metadata"] = row.pop("metadata_")
+        with engine.begin() as connection:
+            connection.execute(before.insert(), [row])
+        upgrade(engine)
+        assert _found(engine, "before search") == [capture_id(1)]
+        with session_scope(engine) as session:
+            insert_captures([capture_row(2, question="stored after search")], session=session)
+        assert _found(engine, "search") == [capture_id(2), capture_id(1)]
+    finally:
+        engine.dispose()
