@@ -25,11 +25,19 @@ import psycopg
 from bench import curation, environment, measure, postgres, procstat, report
 from bench.load import ensure_wrk, wrk_version
 from bench.processes import Fleet, StartError
-from bench.targets import REPO_ROOT, Target, start_litellm, start_mock, start_stillroom
+from bench.targets import (
+    REPO_ROOT,
+    Target,
+    start_floor,
+    start_litellm,
+    start_mock,
+    start_stillroom,
+)
 
-ALL_TARGETS = ("direct", "sqlite", "postgres", "litellm")
+ALL_TARGETS = ("direct", "floor", "sqlite", "postgres", "litellm")
 LABELS = {
     "direct": "direct to mock",
+    "floor": "naive pass-through (floor)",
     "sqlite": "stillroom · SQLite",
     "postgres": "stillroom · PostgreSQL",
     "litellm": "LiteLLM",
@@ -137,6 +145,7 @@ def start_targets(
     targets = [mock]
     database_pid: int | None = None
     starters: dict[str, Callable[[], Target]] = {
+        "floor": lambda: start_floor(fleet, mock=mock, cpus=target_cpus),
         "sqlite": lambda: start_stillroom(
             fleet,
             key="sqlite",

@@ -89,6 +89,43 @@ def _main_cells(row: TargetRow, base: TargetRow | None) -> list[str]:
     return [row.label, rps, closed, added, ttfb, total, cpu, rss]
 
 
+def _floor_rows(rows: list[TargetRow], base: TargetRow | None) -> list[list[str]]:
+    """stillroom beside the naive pass-through, as ratios (the issue's goals in brackets)."""
+    floor = next((r for r in rows if r.key == "floor" and r.unavailable is None), None)
+    if floor is None or floor.throughput is None:
+        return []
+    base_f = base.fixed_rate if base else None
+
+    def added(row: TargetRow) -> float | None:
+        if row.fixed_rate is None or base_f is None:
+            return None
+        return row.fixed_rate.p50_ms - base_f.p50_ms
+
+    def ratio(mine: float | None, theirs: float | None, percent: bool = False) -> str:
+        if mine is None or theirs is None or theirs <= 0:
+            return "—"
+        return f"{mine / theirs * 100:.0f} %" if percent else f"{mine / theirs:.2f}x"
+
+    body = []
+    for row in rows:
+        if row.unavailable is not None or row.key not in {"sqlite", "postgres"}:
+            continue
+        t, s = row.throughput, row.streaming
+        body.append(
+            [
+                row.label,
+                ratio(t.rps if t else None, floor.throughput.rps, percent=True),
+                ratio(added(row), added(floor)),
+                ratio(t.cpu_ms_per_request if t else None, floor.throughput.cpu_ms_per_request),
+                ratio(
+                    s.ttfb.p50_ms if s else None,
+                    floor.streaming.ttfb.p50_ms if floor.streaming else None,
+                ),
+            ]
+        )
+    return body
+
+
 def _table(header: list[str], align: list[str], body: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
@@ -176,6 +213,20 @@ def to_markdown(report: Report) -> str:
     for row in report.rows:
         if row.unavailable is not None:
             lines.append(f"| {row.label} | unavailable: {row.unavailable} |||||||")
+    beside_floor = _floor_rows(report.rows, base)
+    if beside_floor:
+        lines += ["", "Beside the naive pass-through (the floor), same run:", ""]
+        lines += _table(
+            [
+                "target",
+                "throughput, % of the floor's (goal ≥ 90 %)",
+                "added p50 @10 rps, x the floor's (≤ 1.2x)",
+                "CPU per request, x the floor's (≤ 1.2x)",
+                "stream TTFB p50, x the floor's (≤ 1.2x)",
+            ],
+            [":--", "--:", "--:", "--:", "--:"],
+            beside_floor,
+        )
     lines.append("")
     lines.append(
         _soak_line(report.soak) if report.soak else "Soak: not run (--quick or --no-soak)."

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,27 @@ def start_mock(fleet: Fleet, cpus: set[int] | None) -> Target:
         child=child,
         version="bench.mock_upstream",
         startup_s=None,
+    )
+
+
+def start_floor(fleet: Fleet, *, mock: Target, cpus: set[int] | None) -> Target:
+    """The naive pass-through (``bench.floor``) in front of the mock, on the target's CPU."""
+    started = time.monotonic()
+    child = fleet.spawn(
+        "floor",
+        [sys.executable, "-m", "bench.floor", "--upstream", mock.base_url, "--port", "0"],
+        cpus=cpus,
+        cwd=REPO_ROOT,
+        stdout_pipe=True,
+    )
+    port = int(read_ready_line(child, "READY ", timeout=20.0).split()[1])
+    return Target(
+        key="floor",
+        label="naive pass-through (floor)",
+        base_url=f"http://127.0.0.1:{port}",
+        child=child,
+        version="bench.floor",
+        startup_s=time.monotonic() - started,
     )
 
 
