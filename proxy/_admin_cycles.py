@@ -28,6 +28,7 @@ from proxy._admin import admin_guard
 from proxy._admin_aliases import actor_of
 from proxy._admin_datasets import export_hook
 from proxy._admin_training import backend_from_settings
+from proxy._router import student_serving
 from proxy._services import services
 from proxy._settings import Settings
 from storage import Cycle
@@ -184,6 +185,7 @@ def cycle_runner(settings: Settings, engine: Engine) -> CycleRunner:
         judge_model=settings.judge_model,
         file_wait_seconds=min(settings.training_file_wait_seconds, 30.0),
         redact=export_hook(settings),
+        serving=student_serving(settings),
     )
     return CycleRunner(
         context,

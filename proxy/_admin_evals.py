@@ -24,6 +24,7 @@ from finetune import (
     EvaluationLease,
     EvaluationWorker,
     RunOptions,
+    StudentServing,
     create_evaluations,
     evaluation_report,
     evaluation_results,
@@ -142,7 +143,23 @@ def result_public(result: EvaluationResult) -> ResultPublic:
     return ResultPublic.model_validate(result, from_attributes=True)
 
 
-def evaluation_worker(settings: Settings, engine: Engine) -> EvaluationWorker:
+def named_upstream_client(settings: Settings, name: str) -> openai.AsyncOpenAI | None:
+    """A named upstream (a self-hosted student's), directly, with its own key if it has one."""
+    config = settings.upstreams.get(name)
+    if config is None:
+        return None
+    key = config.api_key or settings.upstream_api_key
+    return openai.AsyncOpenAI(
+        base_url=config.base_url,
+        api_key=key.get_secret_value() if key else "no-upstream-key-configured",
+        timeout=settings.upstream_timeout_seconds,
+        max_retries=0,
+    )
+
+
+def evaluation_worker(
+    settings: Settings, engine: Engine, *, serving: StudentServing | None = None
+) -> EvaluationWorker:
     """The worker that runs this replica's share of the evaluations; ``create_app`` starts it
     in the lifespan."""
     return EvaluationWorker(
@@ -150,6 +167,8 @@ def evaluation_worker(settings: Settings, engine: Engine) -> EvaluationWorker:
         lambda: upstream_client(settings),
         poll_seconds=settings.eval_poll_seconds,
         lease=EvaluationLease(seconds=settings.eval_lease_seconds),
+        upstream_client=lambda name: named_upstream_client(settings, name),
+        upstream_model=serving.upstream_model if serving is not None else None,
     )
 
 

@@ -32,7 +32,7 @@ from proxy._feedback import create_feedback
 from proxy._forward import Forwarder, PassThrough
 from proxy._metrics import Metrics
 from proxy._model_list import list_models
-from proxy._router import RouteTable, named_upstreams
+from proxy._router import RouteTable, named_upstreams, student_serving
 from proxy._routes import ROUTES
 from proxy._services import Services
 from proxy._settings import Settings
@@ -90,6 +90,7 @@ def create_app(settings: Settings) -> Litestar:
     routes = RouteTable(engine, refresh_seconds=settings.route_refresh_seconds)
     shadows = ShadowRunner(max_in_flight=settings.shadow_max_in_flight)
     extra_upstreams, upstream_keys = named_upstreams(settings)
+    serving = student_serving(settings)
     runner = cycle_runner(settings, engine)
     found = Services(
         settings=settings,
@@ -108,17 +109,19 @@ def create_app(settings: Settings) -> Litestar:
             shadows=shadows,
             extra_upstreams=extra_upstreams,
             upstream_keys=upstream_keys,
+            upstream_model=serving.upstream_model,
         ),
         passthrough=PassThrough(upstream, metrics),
         stored=StoredCompletions(engine),
         routes=routes,
         shadows=shadows,
         extra_upstreams=extra_upstreams,
+        serving=serving,
         cycles=runner,
     )
 
     tracker = job_tracker(settings, engine)
-    evaluations = evaluation_worker(settings, engine)
+    evaluations = evaluation_worker(settings, engine, serving=serving)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

@@ -50,6 +50,7 @@ from finetune import (
     PromotionConflict,
     PromotionError,
     PromotionNotFound,
+    StudentUnavailable,
     TrainingError,
     TrainingJobNotFound,
 )
@@ -177,6 +178,7 @@ _REFUSALS: tuple[tuple[type[Exception], type[ProxyError]], ...] = (
     (CycleConflict, Conflict),
     (CycleError, InvalidRequest),
     (PromotionNotFound, NotFound),
+    (StudentUnavailable, UpstreamUnavailable),
     (PromotionConflict, Conflict),
     (PromotionError, InvalidRequest),
     (TrainingJobNotFound, NotFound),
