@@ -138,7 +138,7 @@ class StudentServing:
     timeout_seconds: float = 300.0
     """Loading an adapter reads its weights; a big one on a slow disk takes a while."""
     transport: httpx.BaseTransport | None = None
-    _names: dict[tuple[str, str], str] = field(default_factory=dict)
+    _names: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
 
     def kind(self, upstream: str) -> UpstreamKind:
         found = self.upstreams.get(upstream)
@@ -153,8 +153,9 @@ class StudentServing:
         name = self._names.get(key)
         if name is None:
             weights = self.locate(model)
-            name = str(weights.merged) if weights is not None and weights.merged else model
-            self._names[key] = name
+            if weights is None or weights.merged is None:
+                return model  # not merged yet, maybe: asked again next time
+            name = self._names[key] = str(weights.merged)
         return name
 
     def prepare(self, upstream: str, model: str) -> None:
