@@ -31,6 +31,7 @@ from finetune import (
     list_evaluations,
 )
 from proxy._admin import admin_guard
+from proxy._errors import InvalidRequest
 from proxy._services import services
 from proxy._settings import Settings
 from storage import Evaluation, EvaluationResult
@@ -63,6 +64,9 @@ class EvaluationStart(BaseModel):
     max_retries: int = Field(default=4, ge=0, le=20)
     seed: int = 0
     """Fixes the order the pairwise judge sees the answers in."""
+    upstream: str = Field(default="default", min_length=1, max_length=100)
+    """Where ``model`` and ``base_model`` are asked (a self-hosted student's upstream, which
+    loads it first); the judge is always asked on ``default``."""
 
 
 class EvaluationPublic(BaseModel):
@@ -201,14 +205,27 @@ class EvaluationsController(Controller):
             seed=data.seed,
         )
 
+        if data.upstream not in found.upstream_names:
+            raise InvalidRequest(
+                f"Unknown upstream {data.upstream!r}; configured: "
+                f"{', '.join(found.upstream_names)}.",
+                param="upstream",
+                code="unknown_upstream",
+            )
+        config = options.as_config()
+        if data.upstream != "default":
+            config["upstream"] = data.upstream
+
         def create() -> list[Evaluation]:
+            if found.serving is not None:
+                found.serving.prepare(data.upstream, data.model)
             return create_evaluations(
                 found.engine,
                 data.dataset_id,
                 data.model,
                 base_model=data.base_model,
                 judge_model=data.judge_model or settings.judge_model,
-                config=options.as_config(),
+                config=config,
             )
 
         created = await anyio.to_thread.run_sync(create)
