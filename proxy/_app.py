@@ -33,6 +33,7 @@ from proxy.gateway import (
     create_feedback,
     list_models,
     named_upstreams,
+    student_serving,
 )
 from proxy.ui import ui_router
 from storage import make_engine
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> Litestar:
     routes = RouteTable(engine, refresh_seconds=settings.route_refresh_seconds)
     shadows = ShadowRunner(max_in_flight=settings.shadow_max_in_flight)
     extra_upstreams, upstream_keys = named_upstreams(settings)
+    serving = student_serving(settings)
     runner = cycle_runner(settings, engine)
     found = Services(
         settings=settings,
@@ -102,17 +104,19 @@ def create_app(settings: Settings) -> Litestar:
             shadows=shadows,
             extra_upstreams=extra_upstreams,
             upstream_keys=upstream_keys,
+            upstream_model=serving.upstream_model,
         ),
         passthrough=PassThrough(upstream, metrics),
         stored=StoredCompletions(engine),
         routes=routes,
         shadows=shadows,
         extra_upstreams=extra_upstreams,
+        serving=serving,
         cycles=runner,
     )
 
     tracker = job_tracker(settings, engine)
-    evaluations = evaluation_worker(settings, engine)
+    evaluations = evaluation_worker(settings, engine, serving=serving)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

@@ -50,6 +50,9 @@ from finetune import (
     PromotionConflict,
     PromotionError,
     PromotionNotFound,
+    ServingError,
+    StudentNotServed,
+    StudentUnavailable,
     TrainingError,
     TrainingJobNotFound,
 )
@@ -177,6 +180,9 @@ _REFUSALS: tuple[tuple[type[Exception], type[ProxyError]], ...] = (
     (CycleConflict, Conflict),
     (CycleError, InvalidRequest),
     (PromotionNotFound, NotFound),
+    (StudentUnavailable, UpstreamUnavailable),
+    (StudentNotServed, UpstreamUnavailable),
+    (ServingError, InvalidRequest),
     (PromotionConflict, Conflict),
     (PromotionError, InvalidRequest),
     (TrainingJobNotFound, NotFound),
@@ -201,6 +207,7 @@ EXCEPTION_HANDLERS: MutableMapping[int | type[Exception], Callable[[Any, Any], R
     TrainingError: handle_refusal,
     CycleError: handle_refusal,
     PromotionError: handle_refusal,
+    ServingError: handle_refusal,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

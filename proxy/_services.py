@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from litestar import Request
 from sqlalchemy import Engine
 
-from finetune import CycleRunner
+from finetune import CycleRunner, StudentServing
 from proxy._metrics import Metrics
 from proxy._settings import Settings
 
@@ -38,6 +38,8 @@ class Services:
     shadows: ShadowRunner
     extra_upstreams: dict[str, Upstream]
     """The named upstreams of ``settings.upstreams``, beside ``upstream`` (``default``)."""
+    serving: StudentServing | None = None
+    """Loads self-hosted students on the upstreams that serve them before a promotion."""
     cycles: CycleRunner | None = None
     """Starts and moves cycles while this process holds the cycle lease."""
 

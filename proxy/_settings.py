@@ -30,6 +30,7 @@ from finetune import (
     ModelPrice,
     RedactionConfig,
     RuleList,
+    UpstreamKind,
 )
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -41,16 +42,37 @@ class UpstreamConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str
-    """OpenAI-compatible server, including its ``/v1``."""
+    """OpenAI-compatible server, including its ``/v1``: where requests go."""
     api_key: SecretStr | None = None
     """Key sent to it; without one, the caller's upstream key is sent."""
+    kind: UpstreamKind = "openai"
+    """``openai``: a provider that serves its own fine-tunes. ``vllm``: vLLM's OpenAI server
+    with runtime LoRA; a self-hosted student is loaded on every replica before a route points
+    at it. ``transformers``: ``transformers serve DIR`` serving one merged student, asked for
+    by its path."""
+    replicas: list[str] = []
+    """[default: ``[base_url]``] Each replica's own URL, with its ``/v1``, when ``base_url`` is
+    a load balancer in front of several: a student is loaded on every one."""
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return _http(value)
+
+    @field_validator("replicas")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        return [_http(url) for url in value]
+
+    @property
+    def replica_urls(self) -> tuple[str, ...]:
+        return tuple(self.replicas) or (self.base_url,)
+
+
+def _http(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return url.rstrip("/")
 
 
 class Settings(BaseSettings):

@@ -128,7 +128,12 @@ class CycleRunner:
                 report.started.append(
                     start_cycle(self.ctx.engine, alias, policy, trigger=trigger, actor="stillroom")
                 )
-        advance_promotions(self.ctx.engine)
+        advance_promotions(self.ctx.engine, serving=self.ctx.serving)
+        if self.ctx.serving is not None:
+            try:
+                self.ctx.serving.restore_routed(self.ctx.engine)
+            except Exception:  # a replica's trouble must not stop the cycles; next round retries
+                log.exception("could not check that routed students are served")
         with session_scope(self.ctx.engine) as session:
             under_way = open_cycles(session=session)
         for cycle in under_way:

@@ -5,7 +5,9 @@ Every step can be run again after a crash at any point and does the same thing o
   exporting    builds the dataset (found again by its lineage) and validates it
   training     launches the job with the cycle as idempotency key, then follows it
   evaluating   evaluations found again by the cycle id in their config; the gate decides
-  promoting    a promotion found again by its cycle id; done once it is full
+  promoting    a promotion found again by its cycle id; done once it is full. A self-hosted
+               student is loaded on every replica of its upstream first: a replica that fails
+               keeps the cycle here, saying which and why, and the next round tries again
 A transition is a conditional update on the state it leaves, so a cancel or another replica
 that got there first wins and this call changes nothing.
 """
@@ -28,8 +30,15 @@ from finetune.evaluation._report import create_evaluations, list_evaluations, re
 from finetune.routing._aliases import get_alias_view
 from finetune.routing._canary import CanaryPolicy
 from finetune.routing._gate import GatePolicy, decide_gate
-from finetune.routing._promotion import get_promotion, list_promotions, start_promotion
+from finetune.routing._promotion import (
+    InvalidPromotion,
+    StudentUnavailable,
+    get_promotion,
+    list_promotions,
+    start_promotion,
+)
 from finetune.routing._routing import AliasError
+from finetune.routing._serving import ServingError, StudentNotServed, StudentServing
 from finetune.training._jobs import launch_job, prepare_files, sync_job
 from finetune.training._protocol import (
     BackendRefused,
@@ -64,6 +73,8 @@ class CycleContext:
     """A launch waits this long for uploaded files per call; a longer wait spans calls."""
     redact: Redact | None = None
     now: Callable[[], datetime] = field(default=utcnow)
+    serving: StudentServing | None = None
+    """Loads a self-hosted student on its upstream's replicas before it is promoted."""
 
 
 def teacher_filter(alias: str, teacher: str, until: datetime | None = None) -> CaptureFilter:
@@ -253,13 +264,16 @@ def _evaluating(ctx: CycleContext, cycle: Cycle, policy: CyclePolicy) -> None:
     if candidate_id is None:
         candidate_id, base_id = _evaluations_of(ctx, cycle)
     if candidate_id is None:
+        # A self-hosted student answers from its own upstream, so it is loaded there first.
+        if not _served(ctx, cycle, policy, "evaluated"):
+            return
         created = create_evaluations(
             ctx.engine,
             cycle.dataset_id,
             cycle.student_model,
             base_model=policy.training.base_model if policy.evaluate_base else None,
             judge_model=policy.judge_model or ctx.judge_model,
-            config={"cycle_id": cycle.id},
+            config={"cycle_id": cycle.id, "upstream": policy.student_upstream},
         )
         candidate_id, base_id = created[0].id, created[0].base_evaluation_id
     if cycle.evaluation_id is None:
@@ -294,6 +308,23 @@ def _evaluating(ctx: CycleContext, cycle: Cycle, policy: CyclePolicy) -> None:
         _move(ctx, cycle, "failed", failed, gate=verdict, reason=failed)
 
 
+def _served(ctx: CycleContext, cycle: Cycle, policy: CyclePolicy, to_be: str) -> bool:
+    """Whether the student is served on every replica of its upstream; if not, the cycle
+    waits (a replica failed: the next round tries again) or fails (nothing to serve)."""
+    assert cycle.student_model is not None
+    if ctx.serving is None:
+        return True
+    try:
+        ctx.serving.prepare(policy.student_upstream, cycle.student_model)
+    except StudentNotServed as exc:
+        _note(ctx, cycle, f"waiting for the student to be served: {exc.message}"[:2000])
+        return False
+    except ServingError as exc:
+        _fail(ctx, cycle, f"student cannot be {to_be}: {exc.message}")
+        return False
+    return True
+
+
 def _promotion_of(ctx: CycleContext, cycle: Cycle) -> str | None:
     for promotion in list_promotions(ctx.engine, alias=cycle.alias):
         if promotion.cycle_id == cycle.id:
@@ -305,16 +336,26 @@ def _promoting(ctx: CycleContext, cycle: Cycle, policy: CyclePolicy) -> None:
     assert cycle.student_model is not None
     promotion_id = cycle.promotion_id or _promotion_of(ctx, cycle)
     if promotion_id is None:
-        promotion = start_promotion(
-            ctx.engine,
-            cycle.alias,
-            cycle.student_model,
-            upstream=policy.student_upstream,
-            policy=policy.canary or ctx.canary,
-            actor=f"cycle {cycle.id}",
-            reason=f"cycle {cycle.id}: {cycle.student_model} passed the gate",
-            cycle_id=cycle.id,
-        )
+        try:
+            promotion = start_promotion(
+                ctx.engine,
+                cycle.alias,
+                cycle.student_model,
+                upstream=policy.student_upstream,
+                policy=policy.canary or ctx.canary,
+                actor=f"cycle {cycle.id}",
+                reason=f"cycle {cycle.id}: {cycle.student_model} passed the gate",
+                cycle_id=cycle.id,
+                serving=ctx.serving,
+            )
+        except StudentUnavailable as exc:
+            _note(ctx, cycle, f"waiting for the student to be served: {exc.message}"[:2000])
+            return
+        except InvalidPromotion as exc:
+            if exc.code not in ("adapter_not_found", "student_not_merged"):
+                raise
+            _fail(ctx, cycle, f"student cannot be served: {exc.message}")
+            return
         promotion_id = promotion.id
     if cycle.promotion_id is None:
         _note(ctx, cycle, "promoting", promotion_id=promotion_id)

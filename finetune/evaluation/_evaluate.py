@@ -92,21 +92,40 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 
 
 class UpstreamCaller:
-    """Chat completions through one ``AsyncOpenAI`` client: bounded concurrency and retries."""
+    """Chat completions through one ``AsyncOpenAI`` client: bounded concurrency and retries.
 
-    def __init__(self, client: openai.AsyncOpenAI, options: RunOptions) -> None:
+    ``served_by`` sends a model elsewhere: model -> (the client of the upstream that serves
+    it, the name it knows the model by), for a student served by an upstream of its own while
+    the judge stays on the default one."""
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        options: RunOptions,
+        *,
+        served_by: Mapping[str, tuple[openai.AsyncOpenAI, str]] | None = None,
+    ) -> None:
         # The SDK retrying on its own would hide 429s from the bound and double the waits.
         self._client = client.with_options(max_retries=0)
+        self._served_by = {
+            model: (other.with_options(max_retries=0), name)
+            for model, (other, name) in (served_by or {}).items()
+        }
         self._options = options
         self._slots = asyncio.Semaphore(options.concurrency)
         self._jitter = random.Random()
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         options = self._options
+        client = self._client
+        routed = self._served_by.get(body.get("model", ""))
+        if routed is not None:
+            client, name = routed
+            body = {**body, "model": name}
         for attempt in range(options.max_retries + 1):
             async with self._slots:
                 try:
-                    completion = await self._client.chat.completions.create(**body)
+                    completion = await client.chat.completions.create(**body)
                     found: dict[str, Any] = completion.model_dump(mode="json", exclude_unset=True)
                     return found
                 except openai.RateLimitError as exc:

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import openai
@@ -92,6 +93,7 @@ async def run_claimed(
     *,
     progress: EvaluationProgress | None = None,
     caller: UpstreamCaller | None = None,
+    served_by: Mapping[str, tuple[openai.AsyncOpenAI, str]] | None = None,
 ) -> Evaluation:
     """Run an evaluation this runner has claimed with ``lease``: score the examples no earlier
     run stored, then summarise them all.
@@ -101,7 +103,7 @@ async def run_claimed(
     lease it stops, writes nothing more and returns the evaluation as it stands.
     """
     options = RunOptions.from_config(evaluation.config)
-    caller = caller or UpstreamCaller(client, options)
+    caller = caller or UpstreamCaller(client, options, served_by=served_by)
     try:
         async with LeaseKeeper(engine, evaluation.id, lease) as keeper:
             await _score_missing(engine, caller, evaluation, lease, keeper, progress)

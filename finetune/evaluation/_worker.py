@@ -33,9 +33,16 @@ class EvaluationWorker:
         poll_seconds: float = 5.0,
         lease: EvaluationLease | None = None,
         max_running: int = 4,
+        upstream_client: Callable[[str], openai.AsyncOpenAI | None] | None = None,
+        upstream_model: Callable[[str, str], str] | None = None,
     ) -> None:
         self.engine = engine
         self.client_factory = client_factory
+        # An evaluation whose config names an ``upstream`` asks its model there (a
+        # self-hosted student), by the name that upstream knows it by; the judge stays here.
+        self.upstream_client = upstream_client
+        self.upstream_model = upstream_model
+        self._upstream_clients: dict[str, openai.AsyncOpenAI] = {}
         self.poll_seconds = poll_seconds
         self.lease = lease or EvaluationLease()
         self.max_running = max_running
@@ -76,6 +83,9 @@ class EvaluationWorker:
                 log.warning("%d evaluations did not stop in time", len(late))
         if self._client is not None:
             await self._client.close()
+        for client in self._upstream_clients.values():
+            await client.close()
+        self._upstream_clients.clear()
 
     async def _loop(self) -> None:
         assert self._nudged is not None
@@ -110,10 +120,29 @@ class EvaluationWorker:
         else:
             log.info("running evaluation %s of %s", evaluation.id, evaluation.model)
         task = asyncio.get_running_loop().create_task(
-            run_claimed(self.engine, self._client, evaluation, self.lease)
+            run_claimed(
+                self.engine,
+                self._client,
+                evaluation,
+                self.lease,
+                served_by=self._served_by(evaluation),
+            )
         )
         self._running[evaluation.id] = task
         task.add_done_callback(lambda done: self._done(evaluation.id, done))
+
+    def _served_by(self, evaluation: Evaluation) -> dict[str, tuple[openai.AsyncOpenAI, str]]:
+        upstream = evaluation.config.get("upstream")
+        if not isinstance(upstream, str) or upstream == "default" or self.upstream_client is None:
+            return {}
+        client = self._upstream_clients.get(upstream)
+        if client is None:
+            client = self.upstream_client(upstream)
+            if client is None:
+                return {}
+            self._upstream_clients[upstream] = client
+        name = self.upstream_model(upstream, evaluation.model) if self.upstream_model else None
+        return {evaluation.model: (client, name or evaluation.model)}
 
     def _done(self, evaluation_id: str, task: asyncio.Task[Evaluation]) -> None:
         self._running.pop(evaluation_id, None)

@@ -1,5 +1,7 @@
 """Routing: aliases and their weighted targets, the pure pick of a target per request, and
-promotion of a student onto an alias through the gate and the canary, with rollback.
+promotion of a student onto an alias through the gate and the canary, with rollback, and
+serving: making every replica of a self-hosted upstream serve a student before a route points
+at it.
 """
 
 from finetune.routing._aliases import (
@@ -33,6 +35,7 @@ from finetune.routing._promotion import (
     PromotionConflict,
     PromotionError,
     PromotionNotFound,
+    StudentUnavailable,
     abort_promotion,
     advance_promotions,
     get_promotion,
@@ -56,6 +59,20 @@ from finetune.routing._routing import (
     check_config,
     sticky_point,
 )
+from finetune.routing._serving import (
+    ServedUpstream,
+    ServingError,
+    StudentLocator,
+    StudentNotFound,
+    StudentNotServed,
+    StudentServing,
+    StudentWeights,
+    UpstreamKind,
+    job_folder_weights,
+    local_job_id,
+    local_student_locator,
+    students_in_use,
+)
 
 __all__ = [
     "DEFAULT_UPSTREAM",
@@ -78,8 +95,17 @@ __all__ = [
     "PromotionNotFound",
     "Role",
     "Route",
+    "ServedUpstream",
+    "ServingError",
+    "StudentLocator",
+    "StudentNotFound",
+    "StudentNotServed",
+    "StudentServing",
+    "StudentUnavailable",
+    "StudentWeights",
     "Target",
     "TargetSpec",
+    "UpstreamKind",
     "abort_promotion",
     "advance_promotions",
     "alias_history",
@@ -93,13 +119,17 @@ __all__ = [
     "delete_alias",
     "get_alias_view",
     "get_promotion",
+    "job_folder_weights",
     "judge_canary",
     "list_alias_views",
     "list_promotions",
     "load_routes",
+    "local_job_id",
+    "local_student_locator",
     "promote_now",
     "rollback_alias",
     "set_alias",
     "start_promotion",
     "sticky_point",
+    "students_in_use",
 ]

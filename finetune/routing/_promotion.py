@@ -7,7 +7,13 @@ it. The version before the promotion is kept, so a rollback is one pointer move.
     PromotionError          any refusal; ``param`` and ``code`` name the problem
     ├── PromotionNotFound   no such promotion, or no such alias
     ├── PromotionConflict   a canary under way, decided already, alias changed since
-    └── InvalidPromotion    no teacher to fall back on, student is the teacher, bad upstream
+    ├── InvalidPromotion    no teacher to fall back on, student is the teacher, bad upstream,
+    │                       no weights to serve the student with
+    └── StudentUnavailable  a replica of the student's upstream did not load it
+
+A self-hosted student (an upstream of kind ``vllm`` or ``transformers``) is made servable on
+every replica before the alias points at it, and again before a canary goes full; students no
+route can return to are unloaded after a promotion starts (``finetune.routing``).
 
 Ending a canary (or undoing a full promotion) first claims its row with a conditional update,
 so of two processes (or a person and the cycle runner) deciding at once, exactly one changes
@@ -35,6 +41,7 @@ from finetune.routing._routing import (
     AliasNotFound,
     TargetSpec,
 )
+from finetune.routing._serving import ServingError, StudentNotServed, StudentServing
 from storage import (
     Promotion,
     alias_signals,
@@ -77,6 +84,30 @@ class PromotionConflict(PromotionError):
 
 class InvalidPromotion(PromotionError):
     pass
+
+
+class StudentUnavailable(PromotionError):
+    pass
+
+
+def _ensure_served(serving: StudentServing | None, upstream: str, model: str) -> None:
+    """Every replica of ``upstream`` serves ``model``, or the promotion is refused."""
+    if serving is None:
+        return
+    try:
+        serving.prepare(upstream, model)
+    except ServingError as exc:
+        kind = StudentUnavailable if isinstance(exc, StudentNotServed) else InvalidPromotion
+        raise kind(exc.message, param=exc.param, code=exc.code) from None
+
+
+def _release_unused(serving: StudentServing | None, engine: Engine, upstream: str) -> None:
+    if serving is None:
+        return
+    try:
+        serving.release_unused(engine, upstream)
+    except Exception as exc:  # noqa: BLE001 - the promotion stands; the next one sweeps again
+        log.warning("upstream %s: unused students not unloaded: %s", upstream, exc)
 
 
 @contextmanager
@@ -135,11 +166,17 @@ def start_promotion(
     cycle_id: str | None = None,
     known_upstreams: Iterable[str] | None = None,
     now: datetime | None = None,
+    serving: StudentServing | None = None,
 ) -> Promotion:
     """Give ``model`` (on ``upstream``) ``policy.canary_percent`` of ``alias``'s traffic, or all
-    of it when that is 0; the alias's teacher keeps the rest and any other student leaves."""
+    of it when that is 0; the alias's teacher keeps the rest and any other student leaves.
+
+    With ``serving``, every replica of a self-hosted upstream serves ``model`` first (or the
+    promotion is refused), and students no route can return to are unloaded after."""
     if not model.strip() or len(model) > 200:
         raise InvalidPromotion("'model' must be a model name.", param="model", code="invalid_model")
+    # Outside the transaction: loading an adapter takes seconds, and no row waits on it.
+    _ensure_served(serving, upstream, model)
     started = now or utcnow()
     promotion_id = new_promotion_id()
     straight = policy.canary_percent == 0
@@ -204,6 +241,7 @@ def start_promotion(
     log.info(
         "alias %s: promotion %s of %s started (%s)", alias, promotion_id, model, promotion.stage
     )
+    _release_unused(serving, engine, upstream)
     return promotion
 
 
@@ -244,11 +282,15 @@ def _decide(
     at: datetime,
     signals: dict[str, Any] | None = None,
     from_stage: str = "canary",
+    serving: StudentServing | None = None,
 ) -> bool:
     """End the canary (or undo a full promotion) at ``stage``, changing the alias to match:
     full writes a new version, rolled_back and aborted return to the version before the
     promotion. False when it had left ``from_stage`` already. An alias changed under a canary
-    is left alone and the canary aborted; under a full promotion, the undo is refused."""
+    is left alone and the canary aborted; under a full promotion, the undo is refused.
+    Going full, the student must still be served on every replica (one may have restarted)."""
+    if stage == "full":
+        _ensure_served(serving, promotion.upstream, promotion.model)
     extra: dict[str, Any] = {"signals": signals, "checked_at": at} if signals is not None else {}
     with _refusals(), session_scope(engine) as session:
         # The claim comes first: it is what makes a second decider change nothing.
@@ -323,12 +365,17 @@ def _open_canary(engine: Engine, promotion_id: str) -> Promotion:
 
 
 def promote_now(
-    engine: Engine, promotion_id: str, *, actor: str, reason: str | None = None
+    engine: Engine,
+    promotion_id: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+    serving: StudentServing | None = None,
 ) -> Promotion:
     """Make a canary full now, whatever its signals say."""
     promotion = _open_canary(engine, promotion_id)
     outcome = f"made full by {actor}" + (f": {reason}" if reason else "")
-    if not _decide(engine, promotion, "full", outcome, actor=actor, at=utcnow()):
+    if not _decide(engine, promotion, "full", outcome, actor=actor, at=utcnow(), serving=serving):
         _open_canary(engine, promotion_id)  # decided meanwhile by someone else: says by whom
     return get_promotion(engine, promotion_id)
 
@@ -350,7 +397,9 @@ def abort_promotion(
     return get_promotion(engine, promotion_id)
 
 
-def advance_promotions(engine: Engine, *, now: datetime | None = None) -> list[Promotion]:
+def advance_promotions(
+    engine: Engine, *, now: datetime | None = None, serving: StudentServing | None = None
+) -> list[Promotion]:
     """Judge every canary on its online signals since it started: roll it back on a regression,
     make it full once its time or sample is reached, else record the signals and wait.
 
@@ -386,7 +435,14 @@ def advance_promotions(engine: Engine, *, now: datetime | None = None) -> list[P
             outcome = verdict.reason
         try:
             if _decide(
-                engine, promotion, stage, outcome, actor=SYSTEM_ACTOR, at=at, signals=signals
+                engine,
+                promotion,
+                stage,
+                outcome,
+                actor=SYSTEM_ACTOR,
+                at=at,
+                signals=signals,
+                serving=serving,
             ):
                 decided.append(get_promotion(engine, promotion.id))
         except PromotionError as exc:

@@ -30,6 +30,7 @@ from proxy.admin._aliases import actor_of
 from proxy.admin._base import admin_guard
 from proxy.admin._datasets import export_hook
 from proxy.admin._training import backend_from_settings
+from proxy.gateway._router import student_serving
 from storage import Cycle
 
 
@@ -184,6 +185,7 @@ def cycle_runner(settings: Settings, engine: Engine) -> CycleRunner:
         judge_model=settings.judge_model,
         file_wait_seconds=min(settings.training_file_wait_seconds, 30.0),
         redact=export_hook(settings),
+        serving=student_serving(settings),
     )
     return CycleRunner(
         context,

@@ -24,11 +24,13 @@ from finetune import (
     EvaluationLease,
     EvaluationWorker,
     RunOptions,
+    StudentServing,
     create_evaluations,
     evaluation_report,
     evaluation_results,
     list_evaluations,
 )
+from proxy._errors import InvalidRequest
 from proxy._services import services
 from proxy._settings import Settings
 from proxy.admin._base import admin_guard
@@ -62,6 +64,9 @@ class EvaluationStart(BaseModel):
     max_retries: int = Field(default=4, ge=0, le=20)
     seed: int = 0
     """Fixes the order the pairwise judge sees the answers in."""
+    upstream: str = Field(default="default", min_length=1, max_length=100)
+    """Where ``model`` and ``base_model`` are asked (a self-hosted student's upstream, which
+    loads it first); the judge is always asked on ``default``."""
 
 
 class EvaluationPublic(BaseModel):
@@ -142,7 +147,23 @@ def result_public(result: EvaluationResult) -> ResultPublic:
     return ResultPublic.model_validate(result, from_attributes=True)
 
 
-def evaluation_worker(settings: Settings, engine: Engine) -> EvaluationWorker:
+def named_upstream_client(settings: Settings, name: str) -> openai.AsyncOpenAI | None:
+    """A named upstream (a self-hosted student's), directly, with its own key if it has one."""
+    config = settings.upstreams.get(name)
+    if config is None:
+        return None
+    key = config.api_key or settings.upstream_api_key
+    return openai.AsyncOpenAI(
+        base_url=config.base_url,
+        api_key=key.get_secret_value() if key else "no-upstream-key-configured",
+        timeout=settings.upstream_timeout_seconds,
+        max_retries=0,
+    )
+
+
+def evaluation_worker(
+    settings: Settings, engine: Engine, *, serving: StudentServing | None = None
+) -> EvaluationWorker:
     """The worker that runs this replica's share of the evaluations; ``create_app`` starts it
     in the lifespan."""
     return EvaluationWorker(
@@ -150,6 +171,8 @@ def evaluation_worker(settings: Settings, engine: Engine) -> EvaluationWorker:
         lambda: upstream_client(settings),
         poll_seconds=settings.eval_poll_seconds,
         lease=EvaluationLease(seconds=settings.eval_lease_seconds),
+        upstream_client=lambda name: named_upstream_client(settings, name),
+        upstream_model=serving.upstream_model if serving is not None else None,
     )
 
 
@@ -182,14 +205,27 @@ class EvaluationsController(Controller):
             seed=data.seed,
         )
 
+        if data.upstream not in found.upstream_names:
+            raise InvalidRequest(
+                f"Unknown upstream {data.upstream!r}; configured: "
+                f"{', '.join(found.upstream_names)}.",
+                param="upstream",
+                code="unknown_upstream",
+            )
+        config = options.as_config()
+        if data.upstream != "default":
+            config["upstream"] = data.upstream
+
         def create() -> list[Evaluation]:
+            if found.serving is not None:
+                found.serving.prepare(data.upstream, data.model)
             return create_evaluations(
                 found.engine,
                 data.dataset_id,
                 data.model,
                 base_model=data.base_model,
                 judge_model=data.judge_model or settings.judge_model,
-                config=options.as_config(),
+                config=config,
             )
 
         created = await anyio.to_thread.run_sync(create)

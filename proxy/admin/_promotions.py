@@ -123,6 +123,7 @@ class PromotionsController(Controller):
                 actor=actor,
                 reason=data.reason,
                 known_upstreams=found.upstream_names,
+                serving=found.serving,
             )
 
         return await _changed(found, await anyio.to_thread.run_sync(run))
@@ -159,7 +160,9 @@ class PromotionsController(Controller):
         found = services(request)
         actor, reason = actor_of(request), data.reason if data else None
         promotion = await anyio.to_thread.run_sync(
-            lambda: promote_now(found.engine, promotion_id, actor=actor, reason=reason)
+            lambda: promote_now(
+                found.engine, promotion_id, actor=actor, reason=reason, serving=found.serving
+            )
         )
         return await _changed(found, promotion)
 

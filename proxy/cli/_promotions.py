@@ -20,6 +20,7 @@ from finetune import (
     start_promotion,
 )
 from proxy.cli._support import cli_actor, cli_engine, cli_settings
+from proxy.gateway._router import student_serving
 from storage import Promotion
 
 
@@ -112,6 +113,7 @@ def aliases_promote(
             actor=cli_actor(actor),
             reason=reason,
             known_upstreams=["default", *settings.upstreams],
+            serving=student_serving(settings),
         )
     if promotion.stage == "full":
         click.echo(f"{promotion.id}: {model} now serves all of {name}")
@@ -160,8 +162,15 @@ def promotions_full(
     ctx: click.Context, promotion_id: str, reason: str | None, actor: str | None
 ) -> None:
     """Make a canary full now, whatever its signals say."""
-    with cli_engine(cli_settings(ctx), (PromotionError,)) as engine:
-        promotion = promote_now(engine, promotion_id, actor=cli_actor(actor), reason=reason)
+    settings = cli_settings(ctx)
+    with cli_engine(settings, (PromotionError,)) as engine:
+        promotion = promote_now(
+            engine,
+            promotion_id,
+            actor=cli_actor(actor),
+            reason=reason,
+            serving=student_serving(settings),
+        )
     click.echo(f"{promotion.id}: {promotion.stage}: {promotion.outcome or ''}")
 
 

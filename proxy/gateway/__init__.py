@@ -10,7 +10,7 @@ from proxy.gateway._auth import Authenticator
 from proxy.gateway._feedback import create_feedback
 from proxy.gateway._forward import Forwarder, PassThrough
 from proxy.gateway._model_list import list_models
-from proxy.gateway._router import RouteTable, named_upstreams
+from proxy.gateway._router import RouteTable, named_upstreams, student_serving
 from proxy.gateway._routes import ROUTES
 from proxy.gateway._shadow import ShadowRunner
 from proxy.gateway._sink import CaptureSink
@@ -30,4 +30,5 @@ __all__ = [
     "create_feedback",
     "list_models",
     "named_upstreams",
+    "student_serving",
 ]

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -48,6 +48,7 @@ class Forwarder:
         shadows: ShadowRunner | None = None,
         extra_upstreams: Mapping[str, Upstream] | None = None,
         upstream_keys: Mapping[str, str] | None = None,
+        upstream_model: Callable[[str, str], str] | None = None,
     ) -> None:
         self._upstream = upstream
         self._sink = sink
@@ -58,6 +59,8 @@ class Forwarder:
         self._upstreams = {upstream.name: upstream, **(extra_upstreams or {})}
         # Named upstreams with a key of their own; the others get the caller's upstream key.
         self._keys = dict(upstream_keys or {})
+        # (upstream, model) -> the name that upstream knows the model by.
+        self._upstream_model = upstream_model or _same_model
 
     async def chat_completion(
         self, request: Request[Any, Any, Any], caller: Caller
@@ -139,7 +142,10 @@ class Forwarder:
         """Send to the alias's picked target; a failing student falls back to the teacher once.
 
         Fallback happens only before anything reached the client: on a connection failure or
-        a 5xx/429 status, streaming or not. The capture names what finally served and, in its
+        any status of 400 or more, streaming or not. A 4xx counts too: a student refuses what
+        its teacher takes (a prompt past its shorter context, a malformed tool call it wrote
+        itself, an adapter a restarted replica lost), and a request that really is the
+        client's mistake gets the teacher's own answer to it. The capture names what finally served and, in its
         metadata, ``stillroom_fallback_from`` (the student) and ``stillroom_fallback_reason``.
         """
         user = payload.get("user") or payload.get("safety_identifier")
@@ -150,7 +156,9 @@ class Forwarder:
             teacher = None
         upstream, sent_headers = self._target(target, headers, exchange, started)
         url = upstream.url("/chat/completions", query)
-        body = orjson.dumps({**payload, "model": target.model})
+        body = orjson.dumps(
+            {**payload, "model": self._upstream_model(target.upstream, target.model)}
+        )
         if teacher is None:
             return await self._post(upstream, url, body, sent_headers, exchange, started)
         reason: str
@@ -162,7 +170,7 @@ class Forwarder:
             self._fail(exchange, started, exc)
             raise _translate(exc) from exc
         else:
-            if answer.status < 500 and answer.status != 429:
+            if answer.status < 400:
                 if route.shadow_rate > 0 and random.random() < route.shadow_rate:
                     self._shadow(route.alias, teacher, payload, headers, exchange)
                 return answer
@@ -179,7 +187,9 @@ class Forwarder:
             "stillroom_fallback_reason": reason[:500],
         }
         upstream, sent_headers = self._target(teacher, headers, exchange, started)
-        body = orjson.dumps({**payload, "model": teacher.model})
+        body = orjson.dumps(
+            {**payload, "model": self._upstream_model(teacher.upstream, teacher.model)}
+        )
         url = upstream.url("/chat/completions", query)
         return await self._post(upstream, url, body, sent_headers, exchange, started)
 
@@ -308,6 +318,10 @@ def _translate(exc: BaseException) -> BaseException:
             f"Could not reach the upstream: {exc}", code="upstream_unreachable"
         )
     return exc
+
+
+def _same_model(_: str, model: str) -> str:
+    return model
 
 
 def _ms_since(started: float) -> float:

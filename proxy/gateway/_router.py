@@ -11,11 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 import anyio.to_thread
 from sqlalchemy import Engine
 
-from finetune import Route, load_routes
+from finetune import (
+    Route,
+    ServedUpstream,
+    StudentServing,
+    load_routes,
+    local_student_locator,
+)
 from proxy._settings import Settings
 from proxy.gateway._upstream import Upstream
 from storage import route_generation, session_scope
@@ -92,3 +99,28 @@ def named_upstreams(settings: Settings) -> tuple[dict[str, Upstream], dict[str, 
         if config.api_key is not None
     }
     return upstreams, keys
+
+
+def student_serving(settings: Settings) -> StudentServing:
+    """Loads self-hosted students on the named upstreams that serve them. A local student's
+    weights lie in its job folder under the ``root`` of a local training backend."""
+    served = {
+        name: ServedUpstream(
+            name=name,
+            kind=config.kind,
+            replicas=config.replica_urls,
+            api_key=config.api_key.get_secret_value() if config.api_key else None,
+        )
+        for name, config in settings.upstreams.items()
+    }
+    return StudentServing(served, local_student_locator(training_roots(settings)))
+
+
+def training_roots(settings: Settings) -> list[Path]:
+    """The job-folder roots of the configured training backends that keep one (``root``)."""
+    roots = []
+    for config in settings.training_backends.values():
+        root = getattr(config, "root", None)
+        if root:
+            roots.append(Path(root))
+    return roots

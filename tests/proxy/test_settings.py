@@ -71,3 +71,36 @@ def test_unknown_key_in_config_file_is_refused(tmp_path: Path) -> None:
 def test_missing_config_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "absent.toml")
+
+
+def test_a_vllm_upstream_names_its_kind_and_every_replica(tmp_path: Path) -> None:
+    config = tmp_path / "stillroom.toml"
+    config.write_text(
+        "[upstreams.gpu]\n"
+        'kind = "vllm"\n'
+        'base_url = "http://vllm.internal:8000/v1/"\n'
+        'replicas = ["http://10.0.0.1:8000/v1", "http://10.0.0.2:8000/v1/"]\n'
+        "[upstreams.laptop]\n"
+        'kind = "transformers"\n'
+        'base_url = "http://127.0.0.1:8001/v1"\n'
+    )
+    settings = load_settings(config)
+    gpu, laptop = settings.upstreams["gpu"], settings.upstreams["laptop"]
+    assert (gpu.kind, gpu.replica_urls) == (
+        "vllm",
+        ("http://10.0.0.1:8000/v1", "http://10.0.0.2:8000/v1"),
+    )
+    assert (laptop.kind, laptop.replica_urls) == ("transformers", ("http://127.0.0.1:8001/v1",))
+
+
+def test_an_unknown_upstream_kind_or_a_replica_that_is_no_url_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "stillroom.toml"
+    config.write_text('[upstreams.gpu]\nkind = "tgi"\nbase_url = "http://a/v1"\n')
+    with pytest.raises(SettingsError, match=r"STILLROOM_UPSTREAMS\.GPU\.KIND"):
+        load_settings(config)
+    config.write_text('[upstreams.gpu]\nbase_url = "http://a/v1"\nreplicas = ["10.0.0.1"]\n')
+    with pytest.raises(
+        SettingsError,
+        match=r"STILLROOM_UPSTREAMS\.GPU\.REPLICAS: Value error, must start with http",
+    ):
+        load_settings(config)

@@ -291,3 +291,33 @@ async def test_a_nudge_starts_a_new_evaluation_before_the_next_poll(
         await _eventually(lambda: _state(engine, evaluation.id) == "succeeded")
     finally:
         await found.stop()
+
+
+async def test_a_student_on_an_upstream_of_its_own_is_asked_there_and_judged_here(
+    engine: Engine,
+) -> None:
+    """A self-hosted student: the evaluation's config names its upstream, which knows the
+    student by another name (``transformers serve`` by the merged folder's path)."""
+    dataset_id = make_dataset(engine, questions(3))
+    evaluation = create_evaluations(
+        engine, dataset_id, "ft:tiny:local:s:job-1", judge_model=JUDGE, config={"upstream": "gpu"}
+    )[0]
+    here = FakeUpstream()
+    served = FakeUpstream(answers={f"q{n}": said(f"a{n}") for n in range(1, 4)})
+    worker = EvaluationWorker(
+        engine,
+        here.client,
+        poll_seconds=0.05,
+        lease=EvaluationLease(owner="worker", seconds=5),
+        upstream_client=lambda name: served.client() if name == "gpu" else None,
+        upstream_model=lambda upstream, model: f"/jobs/{upstream}/merged",
+    )
+    await worker.start()
+    try:
+        await _eventually(lambda: _state(engine, evaluation.id) == "succeeded")
+    finally:
+        await worker.stop()
+    assert len(served.asked("/jobs/gpu/merged")) == 3
+    assert len(here.asked(JUDGE)) == 6  # a rubric and a pairwise verdict per example
+    assert [body["model"] for _, body in served.requests] == ["/jobs/gpu/merged"] * 3
+    assert here.asked("ft:tiny:local:s:job-1") == []

@@ -12,6 +12,7 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
+from finetune import local_student_locator
 from proxy import create_app
 from storage import count_captures, session_scope
 from tests.finetune._eval_helpers import (
@@ -144,3 +145,57 @@ def test_refusals_are_openai_shaped_and_create_nothing(client: Client, engine: E
     _error(client.get("/admin/evals/eval_nope/results", headers=ADMIN), 404)
     assert client.get("/admin/evals").status_code in (401, 403)
     assert client.get("/admin/evals", headers=ADMIN).json()["data"] == []
+
+
+def test_a_student_on_its_own_upstream_is_evaluated_there_by_the_name_it_knows(
+    database_url: str, engine: Engine, tmp_path: Path, upstream: tuple[FakeUpstream, str]
+) -> None:
+    """A merged student on ``transformers serve``: asked by its folder's path on its upstream,
+    judged on the default one; an unknown upstream is refused."""
+    judge, judge_url = upstream
+    student = "ft:tiny:local:support:ftjob-1"
+    merged = tmp_path / "jobs" / "ftjob-1" / "merged"
+    merged.mkdir(parents=True)
+    (merged / "config.json").write_text("{}")
+    laptop = FakeUpstream(answers={f"{merged}:q{n}": said(f"a{n}") for n in (1, 2, 3)})
+    server = serve_over_http(laptop)
+    settings = admin_settings(
+        database_url,
+        tmp_path,
+        upstream_base_url=judge_url,
+        upstream_api_key="sk-upstream",
+        judge_model=JUDGE,
+        upstreams={
+            "laptop": {
+                "base_url": f"http://127.0.0.1:{server.server_address[1]}/v1",
+                "kind": "transformers",
+            }
+        },
+    )
+    app = create_app(settings)
+    # The local training backend's job root, as its configuration would name it.
+    app.state.services.serving.locate = local_student_locator([tmp_path / "jobs"])
+    dataset_id = make_dataset(engine, questions(3))
+    try:
+        with TestClient(app=app) as client:
+            unknown = client.post(
+                "/admin/evals",
+                json={"dataset_id": dataset_id, "model": student, "upstream": "elsewhere"},
+                headers=ADMIN,
+            )
+            assert _error(unknown, 400)["code"] == "unknown_upstream"
+            started = client.post(
+                "/admin/evals",
+                json={"dataset_id": dataset_id, "model": student, "upstream": "laptop"},
+                headers=ADMIN,
+            )
+            assert started.status_code == 202, started.text
+            (evaluation,) = started.json()["data"]
+            finished = _finished(client, evaluation["id"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (finished["state"], finished["model"]) == ("succeeded", student)
+    assert len(laptop.asked(str(merged))) == 3
+    assert judge.asked(student) == []
+    assert len(judge.asked(JUDGE)) == 6

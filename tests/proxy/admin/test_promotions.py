@@ -12,8 +12,10 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from finetune import CanaryPolicy
+from finetune import CanaryPolicy, local_student_locator
 from proxy import Settings, create_app
+from tests.finetune.routing.lora_fake import FakeLoraFleet
+from tests.finetune.routing.test_serving import job_folder
 from tests.promotion_support import STUDENT, TEACHER, make_alias
 
 ADMIN = {"authorization": "Bearer admin-secret"}
@@ -167,3 +169,39 @@ def test_refusals_are_openai_shaped(client: TestClient[Litestar]) -> None:
 def test_the_promotion_api_needs_the_admin_key(client: TestClient[Litestar]) -> None:
     assert client.get("/admin/promotions").status_code == 401
     assert client.post("/admin/aliases/bot/promote", json={"model": STUDENT}).status_code == 401
+
+
+def test_a_promotion_onto_a_replica_that_did_not_load_the_student_is_a_502(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    make_alias(engine)
+    fleet = FakeLoraFleet(1)
+    fleet.replicas["http://replica-1/v1"].refuse_loads = True
+    job_folder(tmp_path / "jobs", "ftjob-1")
+    settings = Settings(
+        database_url=database_url,
+        upstream_base_url="http://127.0.0.1:9/v1",
+        upstreams={"gpu": {"base_url": fleet.urls[0], "kind": "vllm"}},
+        admin_key="admin-secret",
+        spool_dir=tmp_path / "spool",
+    )
+    app = create_app(settings)
+    # The HTTP seam and the local backend's job root, as configuration would give them.
+    app.state.services.serving.transport = fleet.transport()
+    app.state.services.serving.locate = local_student_locator([tmp_path / "jobs"])
+    student = "ft:tiny:local:support:ftjob-1"
+    with TestClient(app=app) as client:
+        answer = client.post(
+            "/admin/aliases/bot/promote",
+            json={"model": student, "upstream": "gpu"},
+            headers=ADMIN,
+        )
+        assert answer.status_code == 502
+        error = answer.json()["error"]
+        assert (error["code"], error["param"]) == ("student_not_served", "model")
+        assert error["message"] == (
+            f"1 of 1 replicas of upstream 'gpu' do not serve '{student}': http://replica-1/v1: "
+            f"load_lora_adapter answered 400: Failed to load LoRA adapter '{student}': "
+            "no such folder"
+        )
+        assert _split(client) == [(TEACHER, 1, "teacher")]

@@ -17,6 +17,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from finetune import local_student_locator
 from proxy import Settings, create_app
 from proxy.gateway._shadow import ShadowRunner
 from storage import Capture, session_scope
@@ -282,3 +283,68 @@ async def test_shadow_work_is_bounded_and_its_failures_are_counted() -> None:
     await runner.close(grace_seconds=1)
     await asyncio.sleep(0)
     assert (runner.skipped, runner.failed, runner.in_flight()) == (1, 1, 0)
+
+
+async def test_a_student_that_refuses_the_request_with_a_400_falls_back_to_the_teacher(
+    app: Litestar, engine: Engine, student: ReplayUpstream, teacher: ReplayUpstream
+) -> None:
+    """``transformers serve`` answers 400 to a tool call its model wrote malformed; vLLM does
+    to a prompt past the student's shorter context: the teacher answers instead."""
+    async with app.lifespan():
+        student.set_fault(
+            None,
+            ErrorReply(400, "Failed to parse the tool call.", type="invalid_request_error"),
+        )
+        await _set_alias(app, "support-bot", {"targets": STUDENT_ONLY})
+        async with _sdk(app) as client:
+            answer = await client.chat.completions.create(model="support-bot", messages=HELLO)
+            teacher.interactions = tuple(recording("stream/ruby_chat_stream_basic.yml"))
+            stream = await client.chat.completions.create(
+                model="support-bot", messages=HELLO, stream=True
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        assert answer.choices[0].message.content
+        assert text
+        assert [r.json()["model"] for r in student.received] == ["ft:small", "ft:small"]
+        captures = await _captures(engine, 2)
+        assert [(c.served_model, c.status_code) for c in captures] == [
+            ("gpt-4o", 200),
+            ("gpt-4o", 200),
+        ]
+        assert {c.metadata_["stillroom_fallback_reason"] for c in captures} == {"status 400"}
+
+
+async def test_a_transformers_upstream_is_sent_the_merged_path_and_captures_the_ft_name(
+    database_url: str,
+    engine: Engine,
+    tmp_path: Path,
+    teacher: ReplayUpstream,
+    student: ReplayUpstream,
+) -> None:
+    empty_alias_tables(engine)
+    student_name = "ft:tiny:local:support:ftjob-1"
+    merged = tmp_path / "jobs" / "ftjob-1" / "merged"
+    merged.mkdir(parents=True)
+    (merged / "config.json").write_text("{}")
+    settings = Settings(
+        database_url=database_url,
+        upstream_base_url=teacher.base_url,
+        upstreams={"laptop": {"base_url": student.base_url, "kind": "transformers"}},
+        admin_key="admin-secret",
+        spool_dir=tmp_path / "spool",
+        capture_flush_seconds=0.05,
+    )
+    app = create_app(settings)
+    # The local training backend's job root, as its configuration would name it.
+    app.state.services.serving.locate = local_student_locator([tmp_path / "jobs"])
+    async with app.lifespan():
+        targets = _targets(
+            ("default", "gpt-4o", 0, "teacher"), ("laptop", student_name, 1, "student")
+        )
+        await _set_alias(app, "support-bot", {"targets": targets})
+        async with _sdk(app) as client:
+            answer = await client.chat.completions.create(model="support-bot", messages=HELLO)
+        assert answer.choices[0].message.content
+        assert [r.json()["model"] for r in student.received] == [str(merged)]
+        (capture,) = await _captures(engine, 1)
+        assert (capture.served_model, capture.upstream) == (student_name, "laptop")
