@@ -26,7 +26,9 @@ run: install
 ## ruff, mypy --strict, then pytest against SQLite and PostgreSQL.
 test: install lint typecheck postgres chromium pytest
 
+## Also refuses a tracked file (docs aside) that reads outside the checkout: see .ci/check-self-contained.
 lint: install
+	@sh .ci/check-self-contained
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 

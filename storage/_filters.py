@@ -48,6 +48,8 @@ class CaptureFilter(BaseModel):
     created_before: datetime | None = None
     finish_reason: list[str] | None = None
     has_tool_calls: bool | None = None
+    """True: some assistant turn called a tool (``tool_calls`` or a legacy ``function_call``),
+    in the request's messages or in the answer; False: none did."""
     error: bool | None = None
     """True: failed (non-2xx, or no upstream answer); False: answered with 2xx."""
     feedback: list[FeedbackKind] | None = None

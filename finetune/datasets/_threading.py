@@ -31,16 +31,30 @@ def clean_tool_call(call: Any) -> Any:
     return cleaned
 
 
+def _calls_a_tool(message: dict[str, Any]) -> bool:
+    if isinstance(message.get("function_call"), dict):
+        return True
+    calls = message.get("tool_calls")
+    return isinstance(calls, list) and bool(calls)
+
+
 def clean_message(message: Any) -> Any:
     """The fields a fine-tuning message of its role may hold: response-only extras (refusal,
     annotations, audio) and empty values are dropped, and so is a tool message's ``name``,
-    which the chat format does not take."""
+    which the chat format does not take.
+
+    An assistant turn that calls a tool and says nothing has no ``content``, whether it came
+    as ``null`` (a non-streamed answer) or as ``""`` (a stream that opened with an empty text
+    delta, captured as it was sent, or a client sending such a turn back): the same
+    conversation exports the same bytes."""
     if not isinstance(message, dict):
         return message
     role = message.get("role")
     cleaned: dict[str, Any] = {"role": role}
-    if message.get("content") is not None:
-        cleaned["content"] = message["content"]
+    content = message.get("content")
+    said_nothing = content in ("", []) and role == "assistant" and _calls_a_tool(message)
+    if content is not None and not said_nothing:
+        cleaned["content"] = content
     if role == "tool":
         if message.get("tool_call_id") is not None:
             cleaned["tool_call_id"] = message["tool_call_id"]

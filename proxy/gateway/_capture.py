@@ -112,7 +112,7 @@ def build_row(
         "rating": None,
         "feedback": None,
         "prompt_hash": prompt_hash(request),
-        "has_tool_calls": False,
+        "has_tool_calls": _request_called_a_tool(request),
     }
     if exchange.extra_metadata:
         row["metadata_"].update(exchange.extra_metadata)
@@ -136,13 +136,31 @@ def build_row(
         choices = completion.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             row["finish_reason"] = _str_or_none(choices[0].get("finish_reason"))
-            row["has_tool_calls"] = any(
-                isinstance(c, dict)
-                and isinstance(c.get("message"), dict)
-                and bool(c["message"].get("tool_calls") or c["message"].get("function_call"))
-                for c in choices
+            row["has_tool_calls"] = row["has_tool_calls"] or any(
+                isinstance(c, dict) and called_a_tool(c.get("message")) for c in choices
             )
     return apply_rules(row, rules)
+
+
+def called_a_tool(message: Any) -> bool:
+    """An assistant message with a non-empty ``tool_calls`` list or a legacy ``function_call``.
+
+    Migration 0011 states the same test in SQL to backfill ``has_tool_calls``: keep them equal."""
+    if not isinstance(message, dict):
+        return False
+    if isinstance(message.get("function_call"), dict):
+        return True
+    calls = message.get("tool_calls")
+    return isinstance(calls, list) and bool(calls)
+
+
+def _request_called_a_tool(request: dict[str, Any]) -> bool:
+    messages = request.get("messages")
+    if not isinstance(messages, list):
+        return False
+    return any(
+        isinstance(m, dict) and m.get("role") == "assistant" and called_a_tool(m) for m in messages
+    )
 
 
 def apply_rules(row: dict[str, Any], rules: Sequence[RuleConfig]) -> dict[str, Any]:

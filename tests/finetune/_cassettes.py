@@ -3,10 +3,10 @@
 ``python -m tests.finetune._cassettes`` writes ``tests/cassettes/finetune/*.yaml`` once (they
 are committed; tests never record). Two sources, never mixed inside one interaction:
 
-- real recordings in ``../shared/openai-recordings/finetune/`` (Ruby VCR format), converted to
-  vcrpy's format as they are, less cookies and account headers;
+- real recordings in ``tests/recordings/finetune/`` (Ruby VCR format), converted to vcrpy's
+  format as they are, less cookies and account headers;
 - for calls nobody recorded, the response examples of OpenAI's OpenAPI spec
-  (``../shared/openai-recordings/spec/openapi.yaml``) and its ``Error`` schema.
+  (``tests/recordings/spec/openapi.yaml``) and its ``Error`` schema.
 
 A sent request matches a recorded one when method, host and path agree and every query
 parameter and JSON field (recursively) or multipart part of the recorded request was sent
@@ -27,7 +27,7 @@ import vcr
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-RECORDINGS = ROOT.parent / "shared" / "openai-recordings"
+RECORDINGS = ROOT / "tests" / "recordings"
 CASSETTES = ROOT / "tests" / "cassettes" / "finetune"
 API = "https://api.openai.com/v1"
 
@@ -226,17 +226,24 @@ def _string(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _Readable.add_representer(str, _string)
 
 
-def write_cassettes() -> None:
-    CASSETTES.mkdir(parents=True, exist_ok=True)
-    for name, interactions in build_cassettes().items():
-        body = yaml.dump(
+def render_cassettes() -> dict[str, str]:
+    """File name -> text of every contract cassette, as ``write_cassettes`` writes them."""
+    return {
+        f"{name}.yaml": yaml.dump(
             {"interactions": interactions, "version": 1},
             Dumper=_Readable,
             sort_keys=False,
             allow_unicode=True,
             width=100,
         )
-        (CASSETTES / f"{name}.yaml").write_text(body)
+        for name, interactions in build_cassettes().items()
+    }
+
+
+def write_cassettes() -> None:
+    CASSETTES.mkdir(parents=True, exist_ok=True)
+    for name, body in render_cassettes().items():
+        (CASSETTES / name).write_text(body)
 
 
 def _text(body: Any) -> bytes:

@@ -17,7 +17,7 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def recorded_rows(categories: Sequence[str] = ("chat", "stream", "tools")) -> list[dict[str, Any]]:
-    """One approved capture per chat completion recorded in ../shared/openai-recordings, in
+    """One approved capture per chat completion recorded in tests/recordings, in
     file order, built as the proxy builds them (gzip and streams included)."""
     rows: list[dict[str, Any]] = []
     cassettes = all_cassettes()

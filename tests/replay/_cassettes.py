@@ -34,8 +34,8 @@ __all__ = [
     "split_sse_events",
 ]
 
-# tests/replay/_cassettes.py -> parents[2] is the project root; recordings sit beside it.
-RECORDINGS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "openai-recordings"
+# tests/replay/_cassettes.py -> parents[1] is tests/; SOURCES.md there names each file's origin.
+RECORDINGS_DIR = Path(__file__).resolve().parents[1] / "recordings"
 
 # Folders that hold cassettes; `spec/` and `finetune-data/` hold other kinds of fixture.
 CATEGORIES = ("chat", "stream", "tools", "embeddings", "models", "files", "finetune")

@@ -28,8 +28,10 @@ from finetune import (
     run_bulk,
     set_capture_status,
 )
+from proxy.gateway._capture import Exchange, build_row
 from storage import CaptureFilter, get_capture, list_capture_edits, list_feedback, session_scope
 from tests.curation_rows import capture_id, capture_row, store, store_numbered
+from tests.replay import recording
 
 # -- filters from query strings ----------------------------------------------------------------
 
@@ -204,6 +206,38 @@ def test_a_rating_is_one_to_five(engine: Engine, rating: Any) -> None:
             rate_capture(first, rating, session=session)
         assert refused.value.param == "rating"
         assert rate_capture(first, None, session=session).rating is None
+
+
+def test_has_tool_calls_matches_a_conversation_whose_earlier_turn_called_a_tool(
+    engine: Engine,
+) -> None:
+    # A real three-request tool chain: the third request carries two earlier assistant turns
+    # that called tools and is answered in text (finish_reason "stop").
+    chain = recording("tools/llm_tool_chain_three_turns_gzip.yaml")
+    rows = []
+    for n, interaction in enumerate([*chain, *recording("chat/ruby_chat_gpt35.yml")]):
+        exchange = Exchange(
+            request=interaction.request_json(),
+            api_key_id=None,
+            upstream="default",
+            served_model="gpt-4o-mini",
+            capture_id=capture_id(n + 1),
+            status_code=interaction.status,
+            body=interaction.response_body,
+            content_encoding=interaction.header("content-encoding"),
+        )
+        rows.append(build_row(exchange))
+    store(engine, rows)
+    finish = {row["id"]: row["finish_reason"] for row in rows}
+
+    with session_scope(engine) as session:
+        called = list_captures(CaptureFilter(has_tool_calls=True), session=session, order="asc")
+        plain = list_captures(CaptureFilter(has_tool_calls=False), session=session)
+
+    ids = [item["id"] for item in called.items]
+    assert ids == [capture_id(1), capture_id(2), capture_id(3)]
+    assert [finish[i] for i in ids] == ["tool_calls", "tool_calls", "stop"]
+    assert [item["id"] for item in plain.items] == [capture_id(4)]
 
 
 def test_a_page_is_at_most_five_hundred(engine: Engine) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import Engine
 
@@ -24,6 +25,7 @@ from finetune import (
     validate_jsonl,
 )
 from finetune.datasets._validate import ValidationOptions
+from proxy.gateway._capture import Exchange, build_row
 from storage import CaptureFilter, read_examples_page, session_scope
 from tests.finetune._dataset_helpers import (
     add_edit,
@@ -33,6 +35,7 @@ from tests.finetune._dataset_helpers import (
     question,
     recorded_rows,
     store,
+    tool_call,
 )
 
 APPROVED = CaptureFilter(status=["approved"])
@@ -66,6 +69,74 @@ def test_recorded_dataset_exports_jsonl_that_round_trips_and_validates(engine: E
     report = validate_jsonl(export_lines(engine, dataset.id), ValidationOptions(min_examples=5))
     assert report.errors == []
     assert report.examples == 8
+
+
+WEATHER_TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": {}}}]
+
+
+def _weather_capture(n: int, *, streamed: bool) -> dict[str, Any]:
+    """The second turn of one conversation, as a streaming and as a non-streaming client had
+    it: the stream opened each tool call with an empty text delta, so that client keeps
+    ``content: ""`` on its earlier call where the other has ``null``."""
+    earlier = {
+        "role": "assistant",
+        "content": "" if streamed else None,
+        "tool_calls": [tool_call("call_1", "weather", '{"city":"Paris"}')],
+    }
+    messages = [
+        {"role": "user", "content": "Weather in Paris, then Rome?"},
+        earlier,
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C, clear"},
+    ]
+    request: dict[str, Any] = {"model": "gpt-4o-mini", "messages": messages, "tools": WEATHER_TOOLS}
+    call = tool_call("call_2", "weather", '{"city":"Rome"}')
+    head = {"id": "chatcmpl-w", "created": 7, "model": "gpt-4o-mini"}
+    if streamed:
+        request["stream"] = True
+        opening = {"role": "assistant", "content": ""}
+        chunks = [
+            {**head, "object": "chat.completion.chunk", "choices": [{"index": 0, **c}]}
+            for c in (
+                {"delta": opening, "finish_reason": None},
+                {"delta": {"tool_calls": [{"index": 0, **call}]}, "finish_reason": None},
+                {"delta": {}, "finish_reason": "tool_calls"},
+            )
+        ]
+        body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    else:
+        message = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        body = orjson.dumps({**head, "object": "chat.completion", "choices": [choice]})
+    exchange = Exchange(
+        request=request,
+        api_key_id=None,
+        upstream="default",
+        served_model="gpt-4o-mini",
+        capture_id=f"cap_{n:020d}",
+        stream=streamed,
+        status_code=200,
+        body=body,
+    )
+    return {**build_row(exchange), "review_status": "approved"}
+
+
+def test_tool_call_exports_the_same_bytes_streamed_or_not(engine: Engine) -> None:
+    store(engine, [_weather_capture(1, streamed=True), _weather_capture(2, streamed=False)])
+    exported = []
+    for streamed in (True, False):
+        picked = CaptureFilter(status=["approved"], stream=streamed)
+        dataset = create_dataset(engine, f"weather-{'stream' if streamed else 'plain'}", picked)
+        exported.append(b"".join(export_lines(engine, dataset.id)))
+
+    from_stream, from_plain = exported
+    assert from_stream == from_plain
+    (example,) = parse([from_plain])
+    calls = [m for m in example["messages"] if m["role"] == "assistant"]
+    assert [m["tool_calls"][0]["function"]["arguments"] for m in calls] == [
+        '{"city":"Paris"}',
+        '{"city":"Rome"}',
+    ]
+    assert all("content" not in m for m in calls)
 
 
 def test_dpo_pair_from_an_edit_prefers_the_edit(engine: Engine) -> None:

@@ -1,0 +1,89 @@
+"""Migration 0012 sets ``has_tool_calls`` on stored captures whose request holds an assistant
+turn that called a tool, as the proxy now sets it on capture; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import select
+from sqlmodel import col
+
+from proxy.gateway._capture import Exchange, build_row
+from storage import Capture, insert_captures, make_engine, session_scope, upgrade
+from tests.support import PG_ADMIN_URL, pg_available
+
+CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+USER = {"role": "user", "content": "Go."}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'backfill.db'}"
+        return
+    if not pg_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 (run `make postgres`)")
+    name = f"stillroom_backfill_{os.getpid()}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _row(name: str, messages: Any, *, flagged: bool = False) -> dict[str, Any]:
+    return {
+        "id": f"cap_{name}",
+        "created_at": datetime(2026, 11, 1, tzinfo=UTC),
+        "request": {"model": "m", "messages": messages},
+        "upstream": "default",
+        "metadata_": {},
+        "tags": [],
+        "has_tool_calls": flagged,
+    }
+
+
+STORED = [
+    _row("earlier_call", [USER, {"role": "assistant", "tool_calls": [CALL]}, USER]),
+    _row("earlier_function_call", [USER, {"role": "assistant", "function_call": {"name": "f"}}]),
+    _row("answer_called", [USER], flagged=True),
+    _row("empty_call_list", [USER, {"role": "assistant", "content": "x", "tool_calls": []}]),
+    _row("user_says_tool_calls", [{"role": "user", "content": '"tool_calls": [1]'}]),
+    _row("user_turn_with_calls", [{"role": "user", "content": "x", "tool_calls": [CALL]}]),
+    _row("messages_not_a_list", {"tool_calls": [CALL]}),
+    _row("turns_not_objects", ['"tool_calls"', None, 3, [CALL]]),
+]
+
+
+def test_backfill_flags_captures_whose_earlier_turn_called_a_tool(unmigrated_url: str) -> None:
+    engine = make_engine(unmigrated_url)
+    try:
+        upgrade(engine, "0011")
+        with session_scope(engine) as session:
+            insert_captures(STORED, session=session)
+        upgrade(engine)
+        with session_scope(engine) as session:
+            flagged = session.execute(
+                select(col(Capture.id)).where(col(Capture.has_tool_calls)).order_by(col(Capture.id))
+            )
+            found = [row[0].removeprefix("cap_") for row in flagged]
+    finally:
+        engine.dispose()
+
+    assert found == ["answer_called", "earlier_call", "earlier_function_call"]
+
+
+@pytest.mark.parametrize("row", STORED, ids=[row["id"] for row in STORED])
+def test_capture_time_flag_agrees_with_the_backfill(row: dict[str, Any]) -> None:
+    exchange = Exchange(
+        request=row["request"], api_key_id=None, upstream="default", served_model="m"
+    )
+    expected = row["id"] in ("cap_earlier_call", "cap_earlier_function_call")
+
+    assert build_row(exchange)["has_tool_calls"] is expected
