@@ -128,6 +128,7 @@ from storage._models import (
     Feedback,
     utcnow,
 )
+from storage._outage import OutageLog
 from storage._overview import CaptureTallies, RouteUsage, TrafficBucket, capture_tallies
 from storage._promotion_models import PROMOTION_STAGES, Promotion
 from storage._promotions import (
@@ -189,6 +190,7 @@ __all__ = [
     "FeedbackKind",
     "Lease",
     "Order",
+    "OutageLog",
     "Promotion",
     "ReviewStatus",
     "RouteUsage",

@@ -1,0 +1,85 @@
+"""What every request passes before its handler: input no handler should ever see, and a
+client too slow to read its answer.
+
+U+0000 cannot be stored (PostgreSQL refuses it) and has no business in a path or a query, so a
+request that carries one, raw or as ``%00``, is answered 400 here, in OpenAI's error shape,
+before any handler or query runs. A response write that waits on the client longer than
+``write_timeout_seconds`` fails, which drops the connection: a client that reads very slowly
+cannot hold a stream (and its upstream connection) open for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
+
+from proxy._errors import error_body
+
+_NUL = (b"%00", b"\x00")
+
+
+def edge_middleware(write_timeout_seconds: float | None) -> Callable[[ASGIApp], ASGIApp]:
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def edge(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            if carries_nul(scope):
+                await _refuse_nul(send)
+                return
+            if write_timeout_seconds is not None:
+                send = _timed(send, write_timeout_seconds)
+            await app(scope, receive, send)
+
+        return edge
+
+    return wrap
+
+
+def carries_nul(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    raw_path: bytes = scope.get("raw_path") or b""
+    return "\x00" in scope["path"] or any(
+        marker in part for part in (query, raw_path) for marker in _NUL
+    )
+
+
+async def _refuse_nul(send: Send) -> None:
+    body = error_body(
+        "The request's path or query contains a NUL character (%00), which is not allowed.",
+        "invalid_request_error",
+        param=None,
+        code="invalid_character",
+    )
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 400,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    await send(start)
+    done: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(done)
+
+
+def _timed(send: Send, seconds: float) -> Send:
+    async def timed_send(message: Message) -> None:
+        # The server's send returns at once unless the client's buffer is full; only a
+        # client that stopped reading makes it wait, and then only this long.
+        async with asyncio.timeout(seconds):
+            await send(message)
+
+    return timed_send
