@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> Litestar:
             engine,
             upstream_key=upstream_key,
             allow_client_keys=settings.allow_client_keys,
+            cache_seconds=settings.key_cache_seconds,
             stale_seconds=settings.key_cache_stale_seconds,
         ),
         forwarder=Forwarder(
@@ -181,7 +182,9 @@ def create_app(settings: Settings) -> Litestar:
             title="stillroom admin API",
             version="0.1.0",
             # The documentation is admin surface too: behind the admin key, like /admin.
-            openapi_router=Router("/admin/docs", route_handlers=[], guards=[admin_guard]),
+            openapi_router=Router(
+                "/admin/docs", route_handlers=[], guards=[admin_guard], include_in_schema=False
+            ),
             render_plugins=[SwaggerRenderPlugin()],
         )
         if settings.admin_docs

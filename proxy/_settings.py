@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     """Bring the schema up to date at start; when the database is down then, as soon as it
     answers (``stillroom serve --no-migrate`` turns it off)."""
 
+    key_cache_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How long a stillroom key's verdict is used before the database is asked again: a
+    revoked key is refused within this long."""
+
     key_cache_stale_seconds: float = Field(default=3600.0, ge=0, le=86_400)
     """How long a stillroom key's last verdict keeps being used while the database cannot be
     asked; as soon as it can, the key is checked again (a revocation applies then)."""

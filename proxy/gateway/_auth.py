@@ -54,8 +54,10 @@ class Authenticator:
         upstream_key: str | None,
         allow_client_keys: bool,
         clock: Callable[[], float] = time.monotonic,
+        cache_seconds: float = _CACHE_SECONDS,
         stale_seconds: float = 3600.0,
     ) -> None:
+        self._cache_seconds = cache_seconds
         self._engine = engine
         self._upstream_key = upstream_key
         self._allow_client_keys = allow_client_keys
@@ -106,7 +108,11 @@ class Authenticator:
         if self._database_down:
             self._database_down = False
             log.warning("stillroom keys are checked against the database again")
-        ttl = _CACHE_SECONDS if key_id is not None else _MISS_CACHE_SECONDS
+        ttl = (
+            self._cache_seconds
+            if key_id is not None
+            else min(_MISS_CACHE_SECONDS, self._cache_seconds)
+        )
         self._cache[digest] = _Verdict(key_id, now + ttl, checked=now)
         return key_id
 
