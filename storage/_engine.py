@@ -103,9 +103,17 @@ _UNREACHABLE = (
 )
 
 
+# PostgreSQL's "undefined table": a database that answers before it is migrated is not ready,
+# just as SQLite's "no such table" (an OperationalError) says.
+_NOT_MIGRATED = "42P01"
+
+
 def database_unreachable(error: BaseException) -> bool:
     """Whether ``error`` says the database cannot be asked now (retry later), as opposed to
     a refusal of what was asked (retrying the same statement would fail again)."""
-    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
-        return True
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if getattr(error.orig, "sqlstate", None) == _NOT_MIGRATED:
+            return True
     return isinstance(error, _UNREACHABLE)

@@ -102,7 +102,9 @@ def test_unstorable_requests_are_quarantined_and_the_next_hundred_are_all_captur
         assert proxy.post_chat(json.dumps(body).encode()).status_code == 200
     client = openai.OpenAI(base_url=proxy.server.v1, api_key=CLIENT_KEY, max_retries=0)
     answers = [
-        client.chat.completions.create(model=MODEL, messages=MESSAGES).choices[0].message.content
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=False)
+        .choices[0]
+        .message.content
         for _ in range(100)
     ]
 
@@ -135,7 +137,7 @@ def test_text_with_nul_and_oversize_identifiers_is_stored_and_traffic_goes_on(
     assert proxy.post_chat(orjson.dumps(long_model)).status_code == 200
     client = openai.OpenAI(base_url=proxy.server.v1, api_key=CLIENT_KEY, max_retries=0)
     for _ in range(20):
-        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=False)
 
     wait_for(lambda: proxy.store.count() == before + 22, timeout=30)
     captures = proxy.store.newest(22)
