@@ -22,6 +22,7 @@ from proxy.cli._evals import evals
 from proxy.cli._overview import overview
 from proxy.cli._promotions import aliases_promote, promotions
 from proxy.cli._rules import rules
+from proxy.cli._spool import spool
 from proxy.cli._training import jobs
 from proxy.cli._validate import validate
 from storage import (
@@ -213,6 +214,7 @@ cli.add_command(promotions)
 cli.add_command(jobs)
 cli.add_command(cycles_group)
 cli.add_command(overview)
+cli.add_command(spool)
 
 
 def main() -> None:

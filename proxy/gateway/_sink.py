@@ -41,12 +41,11 @@ from proxy.gateway._capture import (
     quarantine_row,
     raw_text,
 )
+from proxy.gateway._dead_letter import append_dead_letter
 from storage import database_unreachable, insert_captures, session_scope
 
 log = logging.getLogger("stillroom.sink")
 _STOP = object()
-DEAD_LETTER = "dead-letter.jsonl"
-"""In the spool folder: captures that could be stored neither as they were nor quarantined."""
 
 
 class CaptureSink:
@@ -310,15 +309,15 @@ class CaptureSink:
             "reason": f"{type(exc).__name__}: {_short(exc)}",
             "at": datetime.now().astimezone().isoformat(),
         }
-        try:
-            line = orjson.dumps({**entry, "row": row} if row is not None else {**entry, "raw": raw})
-        except (TypeError, orjson.JSONEncodeError):
-            line = orjson.dumps({**entry, "raw": raw_text(row)})
-        with (self._spool_dir / DEAD_LETTER).open("ab") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            handle.write(line + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        if row is not None:
+            try:
+                orjson.dumps(row)
+                entry["row"] = row
+            except (TypeError, orjson.JSONEncodeError):
+                entry["raw"] = raw_text(row)
+        else:
+            entry["raw"] = raw
+        append_dead_letter(self._spool_dir, entry)
         self._metrics.captures_dead_lettered.inc()
         log.error("capture %s dead-lettered: %s", entry["id"], entry["reason"])
 

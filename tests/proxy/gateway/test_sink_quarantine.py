@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import Engine
 
 from proxy._metrics import Metrics
+from proxy.gateway import DEAD_LETTER
 from proxy.gateway._capture import Exchange
-from proxy.gateway._sink import DEAD_LETTER, CaptureSink
+from proxy.gateway._sink import CaptureSink
 from storage import count_captures, get_capture, session_scope
 from tests.proxy.gateway.test_sink import Outage, exchange
 from tests.support import wait_for
