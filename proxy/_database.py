@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 
@@ -18,6 +19,8 @@ from sqlalchemy import Engine
 from storage import OutageLog, current_revision, head_revision, upgrade
 
 log = logging.getLogger("stillroom.database")
+# The migration scripts ship with the code: their head cannot move while the process runs.
+_head_revision = functools.cache(head_revision)
 
 
 class DatabaseWatch:
@@ -34,7 +37,7 @@ class DatabaseWatch:
     def check(self) -> bool:
         """Blocking: is the schema at head (migrating it when allowed)? Records why not."""
         try:
-            head = head_revision()
+            head = _head_revision()
             revision = current_revision(self._engine)
             if revision != head and self._migrate:
                 upgrade(self._engine)
