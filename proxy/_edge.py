@@ -11,6 +11,7 @@ cannot hold a stream (and its upstream connection) open for ever.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from litestar.enums import ScopeType
@@ -20,11 +21,14 @@ from litestar.types import (
     HTTPResponseStartEvent,
     Message,
     Receive,
+    ReceiveMessage,
     Scope,
     Send,
 )
 
 from proxy._errors import error_body
+
+log = logging.getLogger("stillroom.edge")
 
 _NUL = (b"%00", b"\x00")
 
@@ -38,9 +42,17 @@ def edge_middleware(write_timeout_seconds: float | None) -> Callable[[ASGIApp], 
             if carries_nul(scope):
                 await _refuse_nul(send)
                 return
-            if write_timeout_seconds is not None:
-                send = _timed(send, write_timeout_seconds)
-            await app(scope, receive, send)
+            if write_timeout_seconds is None:
+                await app(scope, receive, send)
+                return
+            guard = _SlowReaderGuard(receive, send, write_timeout_seconds)
+            await app(scope, guard.receive, guard.send)
+            if guard.cut.is_set():
+                log.warning(
+                    "client read nothing for %.0f s; cut off (%s)",
+                    write_timeout_seconds,
+                    scope["path"],
+                )
 
         return edge
 
@@ -75,11 +87,43 @@ async def _refuse_nul(send: Send) -> None:
     await send(done)
 
 
-def _timed(send: Send, seconds: float) -> Send:
-    async def timed_send(message: Message) -> None:
+class _SlowReaderGuard:
+    """A send that gives up on a client that stopped reading, and tells the app as a client
+    that left would: its receive then says ``http.disconnect``, so a stream under way is
+    cancelled where it waits (and captured as abandoned), and what it still sends is dropped.
+    The response is left unfinished, which makes the server drop the connection."""
+
+    def __init__(self, receive: Receive, send: Send, seconds: float) -> None:
+        self._receive = receive
+        self._send = send
+        self._seconds = seconds
+        self._started = False
+        self.cut = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        if self.cut.is_set():
+            return
+        self._started = True
         # The server's send returns at once unless the client's buffer is full; only a
         # client that stopped reading makes it wait, and then only this long.
-        async with asyncio.timeout(seconds):
-            await send(message)
+        try:
+            async with asyncio.timeout(self._seconds):
+                await self._send(message)
+        except TimeoutError:
+            self.cut.set()
 
-    return timed_send
+    async def receive(self) -> ReceiveMessage:
+        # Before the answer starts, the request body is read as it is; only a listener for
+        # the client leaving reads after that, and it hears of a cut at once.
+        if not self._started:
+            return await self._receive()
+        if self.cut.is_set():
+            return {"type": "http.disconnect"}
+        received = asyncio.ensure_future(self._receive())
+        cut = asyncio.ensure_future(self.cut.wait())
+        await asyncio.wait((received, cut), return_when=asyncio.FIRST_COMPLETED)
+        if received.done():
+            cut.cancel()
+            return received.result()
+        received.cancel()
+        return {"type": "http.disconnect"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ from tests.e2e._faults_helpers import (
     chat_recordings,
     metric,
 )
-from tests.replay import ReplayUpstream
+from tests.replay import EndlessStream, ReplayUpstream
 from tests.support import ServerProcess, running_server, wait_for
 
 CLIENT_KEY = "sk-proj-" + "hostileclient0123456789abcdef"  # split: a fake key
@@ -222,3 +223,50 @@ def test_the_admin_docs_need_the_admin_key(proxy: Proxy, path: str) -> None:
     assert wrong.status_code == 401
     allowed = httpx.get(url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=5)
     assert allowed.status_code == 200
+
+
+def test_a_client_that_stops_reading_a_stream_is_cut_off_and_captured_abandoned(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    big = "." * 65536
+    event = (
+        b'data: {"id":"chatcmpl-slow-reader","object":"chat.completion.chunk","created":0,'
+        b'"model":"replay-endless","choices":[{"index":0,"delta":{"content":"'
+        + big.encode()
+        + b'"},"finish_reason":null}]}\n\n'
+    )
+    workdir = tmp_path_factory.mktemp("slow-reader")
+    database_url = f"sqlite:///{workdir / 'stillroom.db'}"
+    with (
+        ReplayUpstream(chat_recordings(), fault=EndlessStream(interval=0.001, event=event)) as up,
+        running_server(
+            database_url=database_url,
+            upstream_base_url=up.base_url,
+            workdir=workdir,
+            env={"STILLROOM_CLIENT_WRITE_TIMEOUT_SECONDS": "1"},
+        ) as server,
+    ):
+        body = orjson.dumps({"model": MODEL, "messages": MESSAGES, "stream": True})
+        port = int(server.base_url.rsplit(":", 1)[1])
+        with socket.socket() as reader:
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader.connect(("127.0.0.1", port))
+            reader.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                + f"authorization: Bearer {CLIENT_KEY}\r\n".encode()
+                + b"content-type: application/json\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            # It reads nothing: the proxy's writes back up until it gives up on the client.
+            assert up.wait_for(lambda u: u.disconnects == 1, within=60)
+        store = Store(database_url)
+        try:
+            wait_for(lambda: store.count() == 1, timeout=30)
+            [capture] = store.newest(1)
+        finally:
+            store.dispose()
+        log = server.log()
+    assert capture.abandoned is True
+    assert capture.error_kind == "client_abandoned"
+    assert "client read nothing for 1 s; cut off (/v1/chat/completions)" in log
