@@ -9,17 +9,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from finetune import storage_redactor
+from proxy._database import DatabaseWatch
+from proxy._edge import edge_middleware
 from proxy._errors import EXCEPTION_HANDLERS
 from proxy._metrics import Metrics
 from proxy._services import Services
 from proxy._settings import Settings
-from proxy.admin import CONTROLLERS, cycle_runner, evaluation_worker, job_tracker
+from proxy.admin import CONTROLLERS, admin_guard, cycle_runner, evaluation_worker, job_tracker
 from proxy.gateway import (
     ROUTES,
     Authenticator,
@@ -63,6 +65,9 @@ def create_app(settings: Settings) -> Litestar:
         pool_size=1,
         statement_timeout_seconds=settings.capture_write_timeout_seconds,
     )
+    database = DatabaseWatch(
+        engine, migrate=settings.migrate, poll_seconds=settings.spool_retry_seconds
+    )
     sink = CaptureSink(
         writer_engine,
         metrics,
@@ -72,6 +77,7 @@ def create_app(settings: Settings) -> Litestar:
         retry_seconds=settings.spool_retry_seconds,
         rules=settings.rules,
         redactor=storage_redactor(settings.redaction),
+        schema_ready=database.schema_ready,
     )
     upstream = Upstream(
         name="default",
@@ -90,11 +96,16 @@ def create_app(settings: Settings) -> Litestar:
     found = Services(
         settings=settings,
         engine=engine,
+        database=database,
         metrics=metrics,
         sink=sink,
         upstream=upstream,
         auth=Authenticator(
-            engine, upstream_key=upstream_key, allow_client_keys=settings.allow_client_keys
+            engine,
+            upstream_key=upstream_key,
+            allow_client_keys=settings.allow_client_keys,
+            cache_seconds=settings.key_cache_seconds,
+            stale_seconds=settings.key_cache_stale_seconds,
         ),
         forwarder=Forwarder(
             upstream,
@@ -105,6 +116,7 @@ def create_app(settings: Settings) -> Litestar:
             extra_upstreams=extra_upstreams,
             upstream_keys=upstream_keys,
             upstream_model=serving.upstream_model,
+            max_request_bytes=settings.max_request_bytes,
         ),
         passthrough=PassThrough(upstream, metrics),
         stored=StoredCompletions(engine),
@@ -120,6 +132,8 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        # First: the writer holds captures in the spool until the schema is known good.
+        await database.start()
         sink.start()
         tracker.start()
         runner.start()
@@ -141,6 +155,7 @@ def create_app(settings: Settings) -> Litestar:
                 evaluations.stop(),
             )
             await routes.stop()
+            await database.stop()
             # Shadows still running get a moment, then are cancelled (and captured as such).
             await shadows.close(grace_seconds=5)
             for extra in extra_upstreams.values():
@@ -155,6 +170,7 @@ def create_app(settings: Settings) -> Litestar:
             log.info("stillroom stopped; captures flushed")
 
     return Litestar(
+        middleware=[edge_middleware(settings.client_write_timeout_seconds)],
         route_handlers=[
             list_models,
             *ROUTES,
@@ -169,9 +185,14 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="stillroom admin API",
             version="0.1.0",
-            path="/admin/docs",
+            # The documentation is admin surface too: behind the admin key, like /admin.
+            openapi_router=Router(
+                "/admin/docs", route_handlers=[], guards=[admin_guard], include_in_schema=False
+            ),
             render_plugins=[SwaggerRenderPlugin()],
-        ),
+        )
+        if settings.admin_docs
+        else None,
         logging_config=None,
         debug=False,
     )

@@ -10,6 +10,7 @@
     ├── PayloadTooLarge            413
     ├── UnsupportedMediaType       415
     ├── UpstreamUnavailable        502  upstream refused or dropped the connection
+    ├── ServiceUnavailable         503  the database cannot be asked now
     └── UpstreamTimeout            504  upstream sent nothing in time
 
 Errors the upstream itself returns are never translated: they pass through unchanged.
@@ -20,6 +21,9 @@ becomes NotFound, InvalidRequest, or UpstreamUnavailable when the backend cannot
 The alias services' ``finetune.AliasError`` becomes NotFound, Conflict or InvalidRequest,
 and so do the cycle services' ``finetune.CycleError`` and the promotion services'
 ``finetune.PromotionError``.
+A database error reaching the edge is translated here too: a database that cannot be asked
+is 503; one that refuses the values it was given (a number out of range, text too long for
+its column) is the caller's bad input, 400; a constraint the values break is 409.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 import orjson
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from finetune import (
     AliasConflict,
@@ -56,6 +61,7 @@ from finetune import (
     TrainingError,
     TrainingJobNotFound,
 )
+from storage import database_unreachable
 
 log = logging.getLogger("stillroom.errors")
 
@@ -116,6 +122,11 @@ class UpstreamUnavailable(ProxyError):
     error_type = "upstream_error"
 
 
+class ServiceUnavailable(ProxyError):
+    status_code = 503
+    error_type = "server_error"
+
+
 class UpstreamTimeout(ProxyError):
     status_code = 504
     error_type = "upstream_error"
@@ -155,6 +166,30 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
         media_type="application/json",
         headers=dict(exc.headers or {}),
     )
+
+
+def handle_database_error(_: Request[Any, Any, Any], exc: SQLAlchemyError) -> Response[bytes]:
+    if database_unreachable(exc):
+        log.warning("database unavailable: %s", str(exc).splitlines()[0][:200])
+        return error_response(
+            ServiceUnavailable(
+                "stillroom's database is unavailable; try again shortly.",
+                code="database_unavailable",
+            )
+        )
+    if isinstance(exc, IntegrityError):
+        return error_response(
+            Conflict("The request conflicts with what is stored.", code="conflict")
+        )
+    if isinstance(exc, DataError):
+        return error_response(
+            InvalidRequest(
+                "A value in the request cannot be stored or compared: it is out of range, "
+                "too long, or holds a character the database refuses.",
+                code="invalid_value",
+            )
+        )
+    return handle_unexpected(_, exc)
 
 
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -209,5 +244,6 @@ EXCEPTION_HANDLERS: MutableMapping[int | type[Exception], Callable[[Any, Any], R
     PromotionError: handle_refusal,
     ServingError: handle_refusal,
     HTTPException: handle_http_exception,
+    SQLAlchemyError: handle_database_error,
     Exception: handle_unexpected,
 }

@@ -51,6 +51,22 @@ class Metrics:
             "Spooled captures later committed to the database.",
             registry=self.registry,
         )
+        self.captures_quarantined = Counter(
+            "stillroom_captures_quarantined",
+            "Captures that could not be built or were refused by the database, stored as raw "
+            "quarantined records instead.",
+            registry=self.registry,
+        )
+        self.captures_dead_lettered = Counter(
+            "stillroom_captures_dead_lettered",
+            "Captures not even storable quarantined, kept in the dead-letter file.",
+            registry=self.registry,
+        )
+        self.writer_restarts = Counter(
+            "stillroom_capture_writer_restarts",
+            "Times the capture writer was restarted after a failure.",
+            registry=self.registry,
+        )
         self.capture_queue_depth = Gauge(
             "stillroom_capture_queue_depth",
             "Captures waiting in memory for the writer.",

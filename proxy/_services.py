@@ -9,6 +9,7 @@ from litestar import Request
 from sqlalchemy import Engine
 
 from finetune import CycleRunner, StudentServing
+from proxy._database import DatabaseWatch
 from proxy._metrics import Metrics
 from proxy._settings import Settings
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 class Services:
     settings: Settings
     engine: Engine
+    database: DatabaseWatch
     metrics: Metrics
     sink: CaptureSink
     upstream: Upstream

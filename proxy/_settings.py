@@ -97,6 +97,25 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = None
     """Key for ``/admin``; with none set, the admin API refuses every call."""
 
+    admin_docs: bool = True
+    """Serve the admin API's documentation and schema at ``/admin/docs`` (behind the admin
+    key, like every ``/admin`` route); false leaves them out altogether."""
+
+    migrate: bool = True
+    """Bring the schema up to date at start; when the database is down then, as soon as it
+    answers (``stillroom serve --no-migrate`` turns it off)."""
+
+    key_cache_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How long a stillroom key's verdict is used before the database is asked again: a
+    revoked key is refused within this long."""
+
+    key_cache_stale_seconds: float = Field(default=3600.0, ge=0, le=86_400)
+    """How long a stillroom key's last verdict keeps being used while the database cannot be
+    asked; as soon as it can, the key is checked again (a revocation applies then)."""
+
+    client_write_timeout_seconds: float | None = Field(default=60.0, gt=0)
+    """A client that reads none of its response for this long is cut off; none: never."""
+
     allow_client_keys: bool = True
     """Pass a client's own upstream key through when it is not a stillroom key."""
 

@@ -21,6 +21,7 @@ from storage._captures import (
     Order,
     count_captures,
     delete_capture,
+    fit_text,
     get_capture,
     get_capture_by_completion_id,
     insert_captures,
@@ -80,7 +81,13 @@ from storage._datasets import (
     select_dataset_candidates,
     update_dataset_example,
 )
-from storage._engine import make_engine, normalise_url, session_scope
+from storage._engine import (
+    database_unreachable,
+    make_engine,
+    normalise_url,
+    session_scope,
+    without_nul,
+)
 from storage._evaluation_models import Evaluation, EvaluationResult
 from storage._evaluations import (
     SCORE_COLUMNS,
@@ -121,6 +128,7 @@ from storage._models import (
     Feedback,
     utcnow,
 )
+from storage._outage import OutageLog
 from storage._overview import CaptureTallies, RouteUsage, TrafficBucket, capture_tallies
 from storage._promotion_models import PROMOTION_STAGES, Promotion
 from storage._promotions import (
@@ -182,6 +190,7 @@ __all__ = [
     "FeedbackKind",
     "Lease",
     "Order",
+    "OutageLog",
     "Promotion",
     "ReviewStatus",
     "RouteUsage",
@@ -212,6 +221,7 @@ __all__ = [
     "create_api_key",
     "current_alias_versions",
     "current_revision",
+    "database_unreachable",
     "decide_review_status",
     "delete_alias_row",
     "delete_capture",
@@ -227,6 +237,7 @@ __all__ = [
     "filter_clauses",
     "find_active_key",
     "finish_held_evaluation",
+    "fit_text",
     "get_alias",
     "get_alias_version",
     "get_capture",
@@ -310,5 +321,6 @@ __all__ = [
     "update_training_job",
     "upgrade",
     "utcnow",
+    "without_nul",
     "worst_results",
 ]

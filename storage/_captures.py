@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import func, insert
+from sqlalchemy import String, func, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -39,7 +40,31 @@ def _to_columns(row: Mapping[str, Any]) -> dict[str, Any]:
         values["metadata"] = values.pop("metadata_")
     if "search_text" not in values:
         values["search_text"] = search_text(values.get("request"), values.get("response"))
+    for name, length in _text_columns().items():
+        value = values.get(name)
+        if isinstance(value, str):
+            values[name] = fit_text(value, length)
     return values
+
+
+def fit_text(value: str, length: int | None) -> str:
+    """``value`` as a text column can hold it: without U+0000 (PostgreSQL refuses it) and
+    cut to the column's length. The request and response JSON keep the value in full."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if length is not None and len(value) > length:
+        value = value[:length]
+    return value
+
+
+@cache
+def _text_columns() -> dict[str, int | None]:
+    table = Capture.__table__  # type: ignore[attr-defined]
+    return {
+        column.name: getattr(column.type, "length", None)
+        for column in table.columns
+        if isinstance(getattr(column.type, "impl", column.type), String)
+    }
 
 
 def count_captures(*, session: Session) -> int:

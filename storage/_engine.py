@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -21,7 +21,24 @@ def normalise_url(url: str) -> str:
 
 
 def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    text = orjson.dumps(value)
+    # PostgreSQL's JSONB cannot hold U+0000; a search of the bytes keeps the walk off the
+    # common path (a literal backslash-u0000 matches too, and comes out unchanged).
+    if b"\\u0000" in text:
+        text = orjson.dumps(without_nul(value))
+    return text.decode()
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` with U+0000 removed from every string in it, keys included: PostgreSQL
+    refuses the character in text and JSON, so no store holds it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(item) for item in value]
+    return value
 
 
 def make_engine(
@@ -74,3 +91,29 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+# What a database that is down, restarting, stalled or out of connections raises; anything
+# else the driver raises is the database refusing this statement's data.
+_UNREACHABLE = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.DisconnectionError,
+    exc.TimeoutError,
+)
+
+
+# PostgreSQL's "undefined table": a database that answers before it is migrated is not ready,
+# just as SQLite's "no such table" (an OperationalError) says.
+_NOT_MIGRATED = "42P01"
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be asked now (retry later), as opposed to
+    a refusal of what was asked (retrying the same statement would fail again)."""
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if getattr(error.orig, "sqlstate", None) == _NOT_MIGRATED:
+            return True
+    return isinstance(error, _UNREACHABLE)

@@ -32,6 +32,7 @@ from finetune.routing._promotion import advance_promotions
 from storage import (
     OPEN_CYCLE_STATES,
     Cycle,
+    OutageLog,
     acquire_lease,
     last_collected_cycle,
     last_cycle,
@@ -103,6 +104,7 @@ class CycleRunner:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.rounds = 0
+        self._outage = OutageLog(log, "cycle runner")
 
     def holds_lease(self) -> bool:
         with session_scope(self.ctx.engine) as session:
@@ -163,8 +165,10 @@ class CycleRunner:
         while not self._stop.is_set():
             try:
                 self.run_round()
-            except Exception:  # a database hiccup costs one round, not the runner
-                log.exception("cycle round failed; retrying in %.0f s", self.poll_seconds)
+            except Exception as exc:  # noqa: BLE001 - one bad round, not the runner
+                self._outage.failed(exc, self.poll_seconds)
+            else:
+                self._outage.succeeded()
             self.rounds += 1
             self._wake.wait(self.poll_seconds)
             self._wake.clear()

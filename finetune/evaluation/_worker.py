@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from finetune.evaluation._lease import EvaluationLease, claim_next
 from finetune.evaluation._run import run_claimed
-from storage import Evaluation
+from storage import Evaluation, OutageLog
 
 log = logging.getLogger("stillroom.evals")
 
@@ -47,6 +47,7 @@ class EvaluationWorker:
         self.lease = lease or EvaluationLease()
         self.max_running = max_running
         self.rounds = 0
+        self._outage = OutageLog(log, "evaluation worker")
         """Completed rounds (tests wait on it)."""
         self._running: dict[str, asyncio.Task[Evaluation]] = {}
         self._nudged: asyncio.Event | None = None
@@ -93,8 +94,10 @@ class EvaluationWorker:
             self._nudged.clear()
             try:
                 await self._round()
-            except Exception:  # the worker outlives a bad round; the next one retries
-                log.exception("evaluation round failed; retrying in %.0f s", self.poll_seconds)
+            except Exception as exc:  # noqa: BLE001 - one bad round, not the worker
+                self._outage.failed(exc, self.poll_seconds)
+            else:
+                self._outage.succeeded()
             self.rounds += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudged.wait(), self.poll_seconds)

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from finetune.datasets._export import Redact
 from finetune.training._jobs import resume_open_jobs
 from finetune.training._protocol import TrainingBackend
+from storage import OutageLog
 
 log = logging.getLogger("stillroom.training")
 
@@ -38,6 +39,7 @@ class JobTracker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rounds = 0
+        self._outage = OutageLog(log, "training job tracker")
         """Completed passes over the open jobs (tests wait on it)."""
 
     def start(self) -> None:
@@ -55,8 +57,10 @@ class JobTracker:
                 )
                 if resumed:
                     log.info("tracked %d open training jobs", len(resumed))
-            except Exception:  # the tracker outlives a bad round; the next one retries
-                log.exception("training job tracking failed; retrying in %.0f s", self.poll_seconds)
+            except Exception as exc:  # noqa: BLE001 - one bad round, not the tracker
+                self._outage.failed(exc, self.poll_seconds)
+            else:
+                self._outage.succeeded()
             self.rounds += 1
             self._stop.wait(self.poll_seconds)
 

@@ -4,7 +4,7 @@ tracker, the evaluation worker, the cycle runner) are built here too.
 """
 
 from proxy.admin._aliases import AliasesController
-from proxy.admin._base import AdminController
+from proxy.admin._base import AdminController, admin_guard
 from proxy.admin._captures import CapturesController
 from proxy.admin._cycles import CyclesController, cycle_runner
 from proxy.admin._datasets import DatasetsController
@@ -43,6 +43,7 @@ __all__ = [
     "RulesController",
     "TrainingController",
     "ValidationController",
+    "admin_guard",
     "cycle_runner",
     "evaluation_worker",
     "job_tracker",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -21,11 +22,13 @@ from proxy.cli._evals import evals
 from proxy.cli._overview import overview
 from proxy.cli._promotions import aliases_promote, promotions
 from proxy.cli._rules import rules
+from proxy.cli._spool import spool
 from proxy.cli._training import jobs
 from proxy.cli._validate import validate
 from storage import (
     create_api_key,
     current_revision,
+    database_unreachable,
     head_revision,
     list_api_keys,
     make_engine,
@@ -35,6 +38,7 @@ from storage import (
 )
 
 _CONFIG_ENV = "STILLROOM_CONFIG_FILE"
+log = logging.getLogger("stillroom")
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
@@ -71,7 +75,7 @@ def serve(
     """Run the proxy, admin API and capture writer."""
     import uvicorn
 
-    settings = _settings(ctx, host=host, port=port, workers=workers)
+    settings = _settings(ctx, host=host, port=port, workers=workers, migrate=migrate)
     configure_logging(settings.log_level, settings.log_format)
     engine = make_engine(settings.database_url)
     try:
@@ -82,7 +86,16 @@ def serve(
     except click.ClickException:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the driver raises, say it plainly
-        raise click.ClickException(f"cannot use the database: {str(exc).splitlines()[0]}") from None
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if not database_unreachable(exc):
+            raise click.ClickException(f"cannot use the database: {first_line}") from None
+        # Forwarding and the spool need no database: serve now, migrate when it answers.
+        log.warning(
+            "the database is unavailable (%s): serving anyway; captures are spooled until it "
+            "answers%s",
+            first_line,
+            " and is migrated" if migrate else "",
+        )
     finally:
         engine.dispose()
     common: dict[str, Any] = {
@@ -104,6 +117,7 @@ def serve(
     # Workers are separate processes: each parses the same settings again.
     os.environ["STILLROOM_HOST"] = settings.host
     os.environ["STILLROOM_PORT"] = str(settings.port)
+    os.environ["STILLROOM_MIGRATE"] = "true" if migrate else "false"
     if ctx.obj.get("config") is not None:
         os.environ[_CONFIG_ENV] = str(ctx.obj["config"])
     uvicorn.run(
@@ -200,6 +214,7 @@ cli.add_command(promotions)
 cli.add_command(jobs)
 cli.add_command(cycles_group)
 cli.add_command(overview)
+cli.add_command(spool)
 
 
 def main() -> None:

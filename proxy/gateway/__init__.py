@@ -2,11 +2,18 @@
 
 Who is calling (``_auth``), which target serves them (``_router``), relaying the request and its
 answer (``_forward``, ``_upstream``), rebuilding streams (``_accumulate``), handing the exchange to
-the capture sink (``_capture``, ``_sink``), shadow traffic to the teacher (``_shadow``), stored
+the capture sink (``_capture``, ``_sink``, and ``_dead_letter`` for what it could not store), shadow traffic to the teacher (``_shadow``), stored
 completions answered from the store (``_stored``), feedback and the model list.
 """
 
 from proxy.gateway._auth import Authenticator
+from proxy.gateway._dead_letter import (
+    DEAD_LETTER,
+    DeadLetter,
+    keep_dead_letters,
+    read_dead_letters,
+    retry_dead_letter,
+)
 from proxy.gateway._feedback import create_feedback
 from proxy.gateway._forward import Forwarder, PassThrough
 from proxy.gateway._model_list import list_models
@@ -18,9 +25,11 @@ from proxy.gateway._stored import StoredCompletions
 from proxy.gateway._upstream import Upstream
 
 __all__ = [
+    "DEAD_LETTER",
     "ROUTES",
     "Authenticator",
     "CaptureSink",
+    "DeadLetter",
     "Forwarder",
     "PassThrough",
     "RouteTable",
@@ -28,7 +37,10 @@ __all__ = [
     "StoredCompletions",
     "Upstream",
     "create_feedback",
+    "keep_dead_letters",
     "list_models",
     "named_upstreams",
+    "read_dead_letters",
+    "retry_dead_letter",
     "student_serving",
 ]

@@ -10,18 +10,33 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio.to_thread
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from proxy._errors import AuthenticationFailed, PermissionDenied
-from storage import KEY_PREFIX, find_active_key, session_scope
+from proxy._errors import AuthenticationFailed, PermissionDenied, ServiceUnavailable
+from storage import KEY_PREFIX, database_unreachable, find_active_key, session_scope
+
+log = logging.getLogger("stillroom.auth")
 
 _CACHE_SECONDS = 30.0
 _MISS_CACHE_SECONDS = 5.0
+# While the database cannot be asked, a stale verdict is used and asked about again this often.
+_RETRY_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    key_id: str | None
+    """The key's id, or None for a secret that is unknown or revoked."""
+    expires: float
+    checked: float
+    """When the database last gave this verdict."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +54,17 @@ class Authenticator:
         upstream_key: str | None,
         allow_client_keys: bool,
         clock: Callable[[], float] = time.monotonic,
+        cache_seconds: float = _CACHE_SECONDS,
+        stale_seconds: float = 3600.0,
     ) -> None:
+        self._cache_seconds = cache_seconds
         self._engine = engine
         self._upstream_key = upstream_key
         self._allow_client_keys = allow_client_keys
         self._clock = clock
-        # hash of a stillroom secret -> (key id or None when unknown, expiry)
-        self._cache: dict[str, tuple[str | None, float]] = {}
+        self._stale_seconds = stale_seconds
+        self._cache: dict[str, _Verdict] = {}
+        self._database_down = False
 
     async def caller(self, authorization: str | None) -> Caller:
         secret = _bearer(authorization)
@@ -78,12 +97,46 @@ class Authenticator:
     async def _stillroom_key_id(self, secret: str, digest: str) -> str | None:
         now = self._clock()
         cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        key_id = await anyio.to_thread.run_sync(self._lookup, secret)
-        ttl = _CACHE_SECONDS if key_id is not None else _MISS_CACHE_SECONDS
-        self._cache[digest] = (key_id, now + ttl)
+        if cached is not None and cached.expires > now:
+            return cached.key_id
+        try:
+            key_id = await anyio.to_thread.run_sync(self._lookup, secret)
+        except SQLAlchemyError as exc:
+            if not database_unreachable(exc):
+                raise
+            return self._stale_verdict(digest, cached, now, exc)
+        if self._database_down:
+            self._database_down = False
+            log.warning("stillroom keys are checked against the database again")
+        ttl = (
+            self._cache_seconds
+            if key_id is not None
+            else min(_MISS_CACHE_SECONDS, self._cache_seconds)
+        )
+        self._cache[digest] = _Verdict(key_id, now + ttl, checked=now)
         return key_id
+
+    def _stale_verdict(
+        self, digest: str, cached: _Verdict | None, now: float, exc: SQLAlchemyError
+    ) -> str | None:
+        """The database cannot be asked: the last verdict stands, for a bounded time."""
+        if not self._database_down:
+            self._database_down = True
+            log.warning(
+                "cannot check stillroom keys, the database is unavailable: %s; "
+                "keys checked in the last %.0f s keep their verdict",
+                str(exc).splitlines()[0][:200],
+                self._stale_seconds,
+            )
+        if cached is None or now - cached.checked > self._stale_seconds:
+            raise ServiceUnavailable(
+                "stillroom cannot check this key now: its database is unavailable. "
+                "Try again shortly.",
+                code="database_unavailable",
+            ) from None
+        # Asked again soon, not on every request: a database that hangs must not slow each one.
+        self._cache[digest] = _Verdict(cached.key_id, now + _RETRY_SECONDS, checked=cached.checked)
+        return cached.key_id
 
     def _lookup(self, secret: str) -> str | None:
         with session_scope(self._engine) as session:

@@ -205,3 +205,101 @@ def _str_or_none(value: Any) -> str | None:
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# A quarantined capture keeps this much of each raw part: enough to see what went wrong.
+RAW_LIMIT = 64 * 1024
+QUARANTINE_TAG = "quarantined"
+
+
+def quarantine_exchange(
+    exchange: Exchange, reason: str, *, redactor: Redactor | None = None
+) -> dict[str, Any]:
+    """The exchange as a raw, size-capped record, for a capture that could not be built.
+
+    Nothing is parsed: the request and the response body are kept as (redacted) text."""
+    raw = {
+        "request": raw_text(exchange.request),
+        "response": exchange.body[:RAW_LIMIT].decode("utf-8", "replace"),
+    }
+    if redactor is not None:
+        raw = {part: redactor.redact_text(text) for part, text in raw.items()}
+    return _quarantined(
+        {
+            "id": exchange.capture_id,
+            "created_at": datetime.fromtimestamp(exchange.started_at, UTC),
+            "status_code": exchange.status_code,
+            "error_kind": exchange.error_kind,
+            "upstream_request_id": exchange.upstream_request_id,
+            "alias": exchange.alias,
+            "served_model": exchange.served_model,
+            "upstream": exchange.upstream,
+            "ttfb_ms": exchange.ttfb_ms,
+            "total_ms": exchange.total_ms,
+            "stream": exchange.stream,
+            "abandoned": exchange.abandoned,
+            "api_key_id": exchange.api_key_id,
+        },
+        raw,
+        reason,
+    )
+
+
+def quarantine_row(row: dict[str, Any], reason: str) -> dict[str, Any]:
+    """A built row the database refused, as a raw record (the row was redacted when built)."""
+    kept = {name: row.get(name) for name in _QUARANTINE_KEEPS if name in row}
+    raw = {
+        part: raw_text(row.get(part))
+        for part in ("request", "response", "error", "metadata_")
+        if row.get(part) is not None
+    }
+    return _quarantined(kept, raw, reason)
+
+
+_QUARANTINE_KEEPS = (
+    "id",
+    "created_at",
+    "status_code",
+    "error_kind",
+    "upstream_request_id",
+    "alias",
+    "served_model",
+    "upstream",
+    "ttfb_ms",
+    "total_ms",
+    "stream",
+    "abandoned",
+    "api_key_id",
+)
+
+
+def _quarantined(kept: dict[str, Any], raw: dict[str, str], reason: str) -> dict[str, Any]:
+    # Rejected and tagged, so no dataset ever takes it; everything else stays as it came.
+    return {
+        **kept,
+        "request": {},
+        "response": None,
+        "error": {
+            "message": f"capture quarantined: {reason}"[:2000],
+            "type": "capture_quarantined",
+            "raw": raw,
+        },
+        "metadata_": {},
+        "review_status": "rejected",
+        "tags": [QUARANTINE_TAG],
+        "has_tool_calls": False,
+    }
+
+
+def raw_text(value: Any, limit: int = RAW_LIMIT) -> str:
+    """``value`` as JSON text, or its repr when JSON cannot hold it; cut to ``limit``."""
+    if isinstance(value, bytes):
+        return value[:limit].decode("utf-8", "replace")
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        try:
+            text = repr(value)
+        except RecursionError:
+            text = f"<{type(value).__name__} nested too deep to show>"
+    return text[:limit]

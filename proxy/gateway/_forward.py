@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -21,7 +22,13 @@ from litestar.response import Stream
 from multidict import CIMultiDict
 
 from finetune import Route, Target
-from proxy._errors import InvalidRequest, UnsupportedMediaType, UpstreamTimeout, UpstreamUnavailable
+from proxy._errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from proxy._metrics import Metrics
 from proxy.gateway._auth import Caller
 from proxy.gateway._capture import Exchange
@@ -49,8 +56,10 @@ class Forwarder:
         extra_upstreams: Mapping[str, Upstream] | None = None,
         upstream_keys: Mapping[str, str] | None = None,
         upstream_model: Callable[[str, str], str] | None = None,
+        max_request_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self._upstream = upstream
+        self._max_request_bytes = max_request_bytes
         self._sink = sink
         self._metrics = metrics
         self._chat_url = upstream.url("/chat/completions")
@@ -73,7 +82,11 @@ class Forwarder:
                 code="unsupported_content_type",
             )
         body = await request.body()
+        encoding = request.headers.get("content-encoding")
+        if encoding is not None:
+            body = _decoded_request(body, encoding, self._max_request_bytes)
         payload = _parse_json_object(body)
+        _check_stream_flag(payload)
         model = payload.get("model")
         exchange = Exchange(
             request=payload,
@@ -83,6 +96,8 @@ class Forwarder:
             stream=payload.get("stream") is True,
         )
         headers = request_headers(request.scope["headers"], caller.upstream_key)
+        if encoding is not None:
+            headers.popall("content-encoding", None)  # the body goes on decoded
         query = request.scope["query_string"]
         route = (
             self._routes.get(model) if self._routes is not None and isinstance(model, str) else None
@@ -308,6 +323,47 @@ def _parse_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     return payload
+
+
+def _decoded_request(body: bytes, encoding: str, limit: int) -> bytes:
+    """A compressed request body, decoded (and bounded: a small bomb is no large body)."""
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return body
+    if name not in ("gzip", "x-gzip", "deflate"):
+        raise UnsupportedMediaType(
+            f"Unsupported Content-Encoding {encoding!r}: send gzip, deflate or none.",
+            code="unsupported_content_encoding",
+        )
+    wbits = 16 + zlib.MAX_WBITS if name != "deflate" else zlib.MAX_WBITS
+    decoder = zlib.decompressobj(wbits=wbits)
+    try:
+        decoded = decoder.decompress(body, limit)
+    except zlib.error as exc:
+        raise InvalidRequest(
+            f"The request body is not valid {name}: {exc}", code="invalid_encoding"
+        ) from None
+    if decoder.unconsumed_tail:
+        raise PayloadTooLarge(
+            f"The decoded request body is larger than {limit} bytes.", code="request_too_large"
+        )
+    return decoded
+
+
+_JSON_TYPES = {str: "a string", int: "an integer", float: "a decimal", dict: "an object"}
+
+
+def _check_stream_flag(payload: dict[str, Any]) -> None:
+    """``stream`` is a boolean or null, as OpenAI's API has it, which refuses anything else."""
+    stream = payload.get("stream")
+    if stream is None or isinstance(stream, bool):
+        return
+    kind = _JSON_TYPES.get(type(stream), "an array")
+    raise InvalidRequest(
+        f"Invalid type for 'stream': expected a boolean, but got {kind} instead.",
+        param="stream",
+        code="invalid_type",
+    )
 
 
 def _translate(exc: BaseException) -> BaseException:

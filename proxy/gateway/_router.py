@@ -25,7 +25,7 @@ from finetune import (
 )
 from proxy._settings import Settings
 from proxy.gateway._upstream import Upstream
-from storage import route_generation, session_scope
+from storage import OutageLog, route_generation, session_scope
 
 log = logging.getLogger("stillroom.routes")
 
@@ -37,6 +37,7 @@ class RouteTable:
         self._routes: dict[str, Route] = {}
         self._generation: tuple[int, int] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._outage = OutageLog(log, "route table refresh")
 
     def get(self, model: str) -> Route | None:
         return self._routes.get(model)
@@ -79,7 +80,9 @@ class RouteTable:
             try:
                 await anyio.to_thread.run_sync(self.refresh)
             except Exception as exc:  # noqa: BLE001 - keep routing on the last table; say why
-                log.warning("route table refresh failed: %s", str(exc).splitlines()[0])
+                self._outage.failed(exc, self._refresh_seconds)
+            else:
+                self._outage.succeeded()
 
 
 def named_upstreams(settings: Settings) -> tuple[dict[str, Upstream], dict[str, str]]:

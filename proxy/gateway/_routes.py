@@ -94,17 +94,29 @@ async def healthz() -> Response[bytes]:
 
 @get("/readyz", include_in_schema=False)
 async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Ready: forwarding and capturing. Degraded (still 200): forwarding, with captures held
+    in the spool until the database can take them. Unavailable (503): captures would be lost.
+    """
     found = services(request)
+    queued = found.sink.pending()
+    if not found.sink.writer_running():
+        body = {"status": "unavailable", "reason": "the capture writer is not running"}
+        return _json({**body, "capture_queue": queued}, 503)
 
     def ping() -> None:
         with found.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
-    try:
-        await anyio.to_thread.run_sync(ping)
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready, and says why
-        return _json({"status": "unavailable", "database": str(exc).splitlines()[0]}, 503)
-    return _json({"status": "ready", "database": "ok", "capture_queue": found.sink.pending()})
+    reason = found.database.problem or found.sink.database_state()
+    if reason is None:
+        try:
+            await anyio.to_thread.run_sync(ping)
+        except Exception as exc:  # noqa: BLE001 - any failure is a reason, and says which
+            reason = "database unavailable: " + (str(exc).splitlines() or ["?"])[0][:200]
+    if reason is not None:
+        body = {"status": "degraded", "reason": reason, "database": "unavailable"}
+        return _json({**body, "capture_queue": queued, "spool_bytes": found.sink.spool_bytes()})
+    return _json({"status": "ready", "database": "ok", "capture_queue": queued})
 
 
 @get("/metrics", include_in_schema=False)

@@ -1,10 +1,17 @@
 """The capture sink: never blocks a request, writes in batches, spools when the database can't.
 
 One writer thread per process owns the database writes and the spool file. The event loop
-only puts an ``Exchange`` on a queue. A batch the database refuses is appended to this
-process's spool file; the writer replays spool files (its own, and those of processes that
-died) once the database answers again. Inserts skip ids already stored, so a replay that is
-interrupted and repeated never duplicates a capture.
+only puts an ``Exchange`` on a queue. A batch the database cannot take (it is down, stalled,
+or not yet migrated) is appended to this process's spool file; the writer replays spool files
+(its own, and those of processes that died) once the database answers again. Inserts skip ids
+already stored, so a replay that is interrupted and repeated never duplicates a capture.
+
+A database that answers but refuses a row is another matter: the batch is retried row by row
+and the refused row is stored as a raw quarantined record instead (``quarantine_row``), so it
+never holds up the captures behind it. A capture that cannot even be built is quarantined the
+same way; what even its raw record cannot be stored as goes to the dead-letter file, which
+``stillroom spool`` lists, retries and drops. The writer itself is supervised: whatever
+escapes a round is logged, what it held is spooled, and the loop goes on.
 """
 
 from __future__ import annotations
@@ -24,12 +31,18 @@ from typing import IO, Any
 
 import orjson
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from finetune import Redactor, RuleConfig
 from proxy._metrics import Metrics
-from proxy.gateway._capture import Exchange, apply_rules, build_row
-from storage import insert_captures, session_scope
+from proxy.gateway._capture import (
+    Exchange,
+    build_row,
+    quarantine_exchange,
+    quarantine_row,
+    raw_text,
+)
+from proxy.gateway._dead_letter import append_dead_letter
+from storage import database_unreachable, insert_captures, session_scope
 
 log = logging.getLogger("stillroom.sink")
 _STOP = object()
@@ -47,6 +60,7 @@ class CaptureSink:
         retry_seconds: float = 2.0,
         rules: Sequence[RuleConfig] = (),
         redactor: Redactor | None = None,
+        schema_ready: threading.Event | None = None,
     ) -> None:
         self._engine = engine
         self._metrics = metrics
@@ -56,6 +70,7 @@ class CaptureSink:
         self._retry_seconds = retry_seconds
         self._rules = tuple(rules)
         self._redactor = redactor
+        self._schema_ready = schema_ready
         self._spool_dir = spool_dir
         self._spool_path = spool_dir / f"spool-{socket.gethostname()}-{os.getpid()}.jsonl"
         self._spool: IO[bytes] | None = None
@@ -63,7 +78,10 @@ class CaptureSink:
         self._last_attempt = 0.0
         self._next_replay = 0.0
         self._inflight: list[dict[str, Any]] = []
+        self._stop_seen = False
+        self._closing = False
         self._thread: threading.Thread | None = None
+        self._supervisor = threading.Lock()
         metrics.watch_sink(self._queue.qsize, self.spool_bytes)
 
     def start(self) -> None:
@@ -71,20 +89,47 @@ class CaptureSink:
         self._spool = self._spool_path.open("ab+")
         # Held for the process's life: a lock that can be taken marks an orphaned spool.
         fcntl.flock(self._spool.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        self._thread = threading.Thread(target=self._supervise, name="capture-writer", daemon=True)
         self._thread.start()
 
     def submit(self, exchange: Exchange) -> None:
         self._queue.put(exchange)
         self._metrics.captures_submitted.inc()
+        thread = self._thread
+        if thread is not None and not self._closing and not thread.is_alive():
+            self._restart_writer()
+
+    def _restart_writer(self) -> None:
+        """The supervisor of last resort: a writer thread that is gone is started again."""
+        with self._supervisor:
+            if self._closing or self._thread is None or self._thread.is_alive():
+                return
+            self._metrics.writer_restarts.inc()
+            log.error("the capture writer was not running; starting it again")
+            self._start_writer()
+
+    def writer_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def database_state(self) -> str | None:
+        """None while captures reach the database; else why they are spooled."""
+        if self._schema_ready is not None and not self._schema_ready.is_set():
+            return "waiting for the database to be reachable and migrated"
+        if self._db_down_since is not None:
+            return f"database refusing writes for {time.monotonic() - self._db_down_since:.0f} s"
+        return None
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything still queued (to the database or the spool), then stop."""
         if self._thread is None:
             return
+        self._closing = True
         self._queue.put(_STOP)
         self._thread.join(timeout)
-        if self._thread.is_alive():
+        if self._thread.is_alive() or self._queue.qsize() > 0:
             self._spool_what_the_writer_holds(timeout)
             return
         self._thread = None
@@ -105,11 +150,13 @@ class CaptureSink:
             except queue.Empty:
                 break
             if isinstance(item, Exchange):
-                rows.append(self._row(item))
+                row = self._row(item)
+                if row is not None:
+                    rows.append(row)
         path = self._spool_dir / f"spool-{socket.gethostname()}-{os.getpid()}-final.jsonl"
         with path.open("ab") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            handle.write(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+            handle.write(b"".join(self._line(row) for row in rows))
             handle.flush()
             os.fsync(handle.fileno())
         self._metrics.captures_spooled.inc(len(rows))
@@ -132,13 +179,25 @@ class CaptureSink:
 
     # -- writer thread -------------------------------------------------------------------
 
+    def _supervise(self) -> None:
+        while True:
+            try:
+                self._run()
+                return
+            except Exception:
+                self._metrics.writer_restarts.inc()
+                log.exception("capture writer round failed; spooling what it held, going on")
+                rows, self._inflight = self._inflight, []
+                with contextlib.suppress(Exception):
+                    self._append_to_spool(rows)
+                time.sleep(self._flush_seconds)
+
     def _run(self) -> None:
         self._replay_due(force=True)
-        stopping = False
-        while not stopping:
-            batch, stopping = self._take_batch()
+        while not self._stop_seen:
+            batch, self._stop_seen = self._take_batch()
             if batch:
-                self._inflight = [self._row(exchange) for exchange in batch]
+                self._inflight = [row for row in map(self._row, batch) if row is not None]
                 self._store(self._inflight)
                 self._inflight = []
             self._replay_due(force=False)
@@ -167,49 +226,113 @@ class CaptureSink:
             except queue.Empty:
                 return batch, False
 
-    def _row(self, exchange: Exchange) -> dict[str, Any]:
+    def _row(self, exchange: Exchange) -> dict[str, Any] | None:
+        """The capture's row; a capture that cannot be built becomes a quarantined record."""
         try:
             return build_row(exchange, rules=self._rules, redactor=self._redactor)
-        except Exception as exc:
-            log.exception("capture %s could not be parsed; stored raw", exchange.capture_id)
-            exchange.body, body = b"", exchange.body
-            row = build_row(exchange, redactor=self._redactor)
-            error = {
-                "message": f"capture could not be parsed: {exc}",
-                "type": "capture_error",
-                "body": body[:65536].decode("utf-8", "replace"),
-            }
-            row["error"] = error if self._redactor is None else self._redactor.redact_value(error)
-            return apply_rules(row, self._rules)
+        except Exception as exc:  # noqa: BLE001 - any failure quarantines this one capture
+            reason = f"could not be built: {type(exc).__name__}: {_short(exc)}"
+        log.error("capture %s quarantined: %s", exchange.capture_id, reason)
+        self._metrics.captures_quarantined.inc()
+        try:
+            return quarantine_exchange(exchange, reason, redactor=self._redactor)
+        except Exception as exc:  # noqa: BLE001 - the last resort is the dead-letter file
+            self._dead_letter(exc, raw=f"{exchange.capture_id}: {raw_text(exchange.request)}")
+            return None
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
-        db_may_answer = self._db_down_since is None or self._retry_is_due()
-        if not (db_may_answer and self._write(rows)):
+        if not (self._db_may_answer() and self._write(rows)):
             self._append_to_spool(rows)
+
+    def _db_may_answer(self) -> bool:
+        if self._schema_ready is not None and not self._schema_ready.is_set():
+            return False
+        return self._db_down_since is None or self._retry_is_due()
 
     def _retry_is_due(self) -> bool:
         return time.monotonic() - self._last_attempt >= self._retry_seconds
 
     def _write(self, rows: list[dict[str, Any]]) -> bool:
+        """Store ``rows``; False when the database is down (nothing refused is lost: a row the
+        database refuses is stored quarantined instead, or dead-lettered)."""
         self._last_attempt = time.monotonic()
         try:
-            with session_scope(self._engine) as session:
-                insert_captures(rows, session=session)
-        except SQLAlchemyError as exc:
-            self._metrics.capture_write_failures.inc()
-            if self._db_down_since is None:
-                self._db_down_since = time.monotonic()
-                log.warning("database refused %d captures, spooling: %s", len(rows), _short(exc))
-            return False
-        if self._db_down_since is not None:
-            log.warning("database is back after %.1f s", time.monotonic() - self._db_down_since)
-            self._db_down_since = None
+            self._insert(rows)
+        except Exception as exc:  # noqa: BLE001 - down or refused, each is handled below
+            if database_unreachable(exc):
+                self._mark_down(exc, len(rows))
+                return False
+            if len(rows) > 1:
+                # One bad row must not cost the batch: find it, row by row.
+                return all(self._write([row]) for row in rows)
+            return self._quarantine_refused(rows[0], exc)
+        self._mark_up()
         self._metrics.captures_written.inc(len(rows))
         return True
 
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        with session_scope(self._engine) as session:
+            insert_captures(rows, session=session)
+
+    def _quarantine_refused(self, row: dict[str, Any], refusal: Exception) -> bool:
+        reason = f"refused by the database: {_short(refusal)}"
+        log.error("capture %s quarantined: %s", row.get("id"), reason)
+        self._metrics.captures_quarantined.inc()
+        try:
+            self._insert([quarantine_row(row, reason)])
+        except Exception as exc:  # noqa: BLE001 - down: spool it all; refused: dead-letter
+            if database_unreachable(exc):
+                self._mark_down(exc, 1)
+                return False
+            self._dead_letter(exc, row=row)
+            return True
+        self._mark_up()
+        return True
+
+    def _mark_down(self, exc: BaseException, count: int) -> None:
+        self._metrics.capture_write_failures.inc()
+        if self._db_down_since is None:
+            self._db_down_since = time.monotonic()
+            log.warning("database cannot take %d captures, spooling: %s", count, _short(exc))
+
+    def _mark_up(self) -> None:
+        if self._db_down_since is not None:
+            log.warning("database is back after %.1f s", time.monotonic() - self._db_down_since)
+            self._db_down_since = None
+
+    def _dead_letter(
+        self, exc: BaseException, *, row: dict[str, Any] | None = None, raw: str | None = None
+    ) -> None:
+        """Keep what could not be stored anywhere else: ``row`` (retryable) or ``raw`` text."""
+        entry: dict[str, Any] = {
+            "id": row.get("id") if row is not None else None,
+            "reason": f"{type(exc).__name__}: {_short(exc)}",
+            "at": datetime.now().astimezone().isoformat(),
+        }
+        if row is not None:
+            try:
+                orjson.dumps(row)
+                entry["row"] = row
+            except (TypeError, orjson.JSONEncodeError):
+                entry["raw"] = raw_text(row)
+        else:
+            entry["raw"] = raw
+        append_dead_letter(self._spool_dir, entry)
+        self._metrics.captures_dead_lettered.inc()
+        log.error("capture %s dead-lettered: %s", entry["id"], entry["reason"])
+
+    def _line(self, row: dict[str, Any]) -> bytes:
+        try:
+            return orjson.dumps(row) + b"\n"
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            self._metrics.captures_quarantined.inc()
+            return orjson.dumps(quarantine_row(row, f"cannot be spooled: {exc}")) + b"\n"
+
     def _append_to_spool(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
         assert self._spool is not None
-        self._spool.write(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+        self._spool.write(b"".join(self._line(row) for row in rows))
         self._spool.flush()
         os.fsync(self._spool.fileno())
         self._metrics.captures_spooled.inc(len(rows))
@@ -219,6 +342,8 @@ class CaptureSink:
         if not force and now < self._next_replay:
             return
         self._next_replay = now + self._retry_seconds
+        if self._schema_ready is not None and not self._schema_ready.is_set():
+            return
         assert self._spool is not None
         if self._spool_path.stat().st_size > 0 and not self._replay_own():
             return
@@ -255,11 +380,12 @@ class CaptureSink:
         for line in data.splitlines():
             try:
                 row = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                # Only a write cut by a crash leaves a partial line, and then only the last.
-                log.error("skipping a damaged line in %s", path.name)
+                row["created_at"] = datetime.fromisoformat(row["created_at"])
+            except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
+                # A write cut by a crash leaves a partial last line; keep it for a person.
+                log.error("a damaged line in %s goes to the dead-letter file", path.name)
+                self._dead_letter(exc, raw=line[:65536].decode("utf-8", "replace"))
                 continue
-            row["created_at"] = datetime.fromisoformat(row["created_at"])
             rows.append(row)
         for start in range(0, len(rows), self._batch_size):
             if not self._write(rows[start : start + self._batch_size]):
@@ -271,4 +397,5 @@ class CaptureSink:
 
 
 def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200]
+    lines = str(exc).splitlines()
+    return lines[0][:200] if lines else type(exc).__name__

@@ -3,7 +3,6 @@ of OpenAI's data-prep guide and the ones added to it, token counts, cost, and it
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -411,7 +410,7 @@ def test_a_body_in_memory_is_split_into_its_lines_as_they_are_read() -> None:
     assert list(split_lines(b"")) == []
 
 
-def test_100000_examples_stream_through_in_a_few_seconds() -> None:
+def test_100000_examples_are_validated_from_a_stream_of_lines() -> None:
     served: list[int] = []
 
     def lines() -> Iterator[bytes]:
@@ -428,13 +427,11 @@ def test_100000_examples_stream_through_in_a_few_seconds() -> None:
                 + b', because that is n times n."}]}\n'
             )
 
-    started = time.perf_counter()
+    # How fast is the benchmark's to say (bench.curation_export), not a test's.
     report = validate_jsonl(lines())
-    elapsed = time.perf_counter() - started
     assert report.passed
     assert report.examples == len(served) == 100_000
     assert report.cost.epochs == 1  # 25,000 // 100,000 rounds down to the minimum of 1
-    assert elapsed < 15, f"{elapsed:.1f} s"
 
 
 # --- tokens and prices ---------------------------------------------------------------------------

@@ -198,7 +198,7 @@ def test_the_captures_api_needs_the_admin_key(client: Client) -> None:
 
 
 def test_the_captures_api_is_documented(client: Client) -> None:
-    paths = client.get("/admin/docs/openapi.json").json()["paths"]
+    paths = client.get("/admin/docs/openapi.json", headers=ADMIN).json()["paths"]
     assert {
         "/admin/captures",
         "/admin/captures/query",

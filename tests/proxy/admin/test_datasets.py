@@ -151,7 +151,7 @@ def test_unknown_ids_and_bad_parameters_are_refused(
 
 def test_the_datasets_api_needs_the_admin_key_and_is_documented(client: Client) -> None:
     _error(client.get("/admin/datasets"), 401)
-    paths = client.get("/admin/docs/openapi.json").json()["paths"]
+    paths = client.get("/admin/docs/openapi.json", headers=ADMIN).json()["paths"]
     assert {
         "/admin/datasets",
         "/admin/datasets/duplicates",

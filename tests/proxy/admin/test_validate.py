@@ -201,7 +201,7 @@ def test_validation_needs_the_admin_key(client: TestClient[Any]) -> None:
 
 
 def test_the_routes_are_in_the_admin_docs(client: TestClient[Any]) -> None:
-    paths = client.get("/admin/docs/openapi.json").json()["paths"]
+    paths = client.get("/admin/docs/openapi.json", headers=ADMIN).json()["paths"]
     assert "post" in paths["/admin/validate"]
     assert "get" in paths["/admin/datasets/{dataset_id}/validation"]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from proxy._errors import AuthenticationFailed, PermissionDenied
+from proxy._errors import AuthenticationFailed, PermissionDenied, ServiceUnavailable
 from proxy.gateway._auth import Authenticator, check_admin
 from storage import create_api_key, revoke_api_key, session_scope
+from tests.proxy.gateway.test_sink import Outage
 
 
 def authenticator(engine: Engine, *, allow_client_keys: bool = True) -> Authenticator:
@@ -64,3 +65,53 @@ def test_admin_key_is_required_and_compared_exactly() -> None:
     with pytest.raises(AuthenticationFailed):
         check_admin(None, "right-admin-key")
     check_admin("Bearer right-admin-key", "right-admin-key")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_known_key_keeps_working_while_the_database_is_down_then_revocation_applies(
+    engine: Engine,
+) -> None:
+    with session_scope(engine) as session:
+        key, secret = create_api_key("team-a", session=session)
+    clock = Clock()
+    auth = Authenticator(
+        engine, upstream_key="sk-server", allow_client_keys=True, clock=clock, stale_seconds=600
+    )
+    assert (await auth.caller(f"Bearer {secret}")).key_id == key.id
+    outage = Outage(engine)
+    outage.down = True
+    clock.now += 31  # past the 30 s cache
+    assert (await auth.caller(f"Bearer {secret}")).key_id == key.id
+    clock.now += 500  # still within the stale bound
+    assert (await auth.caller(f"Bearer {secret}")).key_id == key.id
+    with pytest.raises(ServiceUnavailable) as unknown:
+        await auth.caller("Bearer sr-never-seen-before")
+    assert unknown.value.code == "database_unavailable"
+
+    outage.down = False
+    with session_scope(engine) as session:
+        revoke_api_key(key.id, session=session)
+    clock.now += 3  # the stale verdict is asked about again within seconds
+    with pytest.raises(AuthenticationFailed):
+        await auth.caller(f"Bearer {secret}")
+
+
+async def test_a_stale_verdict_is_bounded(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        _, secret = create_api_key("team-a", session=session)
+    clock = Clock()
+    auth = Authenticator(
+        engine, upstream_key="sk-server", allow_client_keys=True, clock=clock, stale_seconds=60
+    )
+    await auth.caller(f"Bearer {secret}")
+    Outage(engine).down = True
+    clock.now += 61
+    with pytest.raises(ServiceUnavailable):
+        await auth.caller(f"Bearer {secret}")
