@@ -108,6 +108,8 @@ class Capture(SQLModel, table=True):
     prompt_hash: str | None = Field(default=None, max_length=64, index=True)
     """Stable hash of the normalised prompt and tools: duplicates share it; splits follow it."""
     has_tool_calls: bool = False
+    api: str = Field(default="chat", max_length=16, sa_column_kwargs={"server_default": "chat"})
+    """Which API the exchange spoke: ``chat`` (chat completions) or ``responses``."""
 
 
 class CaptureEdit(SQLModel, table=True):

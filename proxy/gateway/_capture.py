@@ -16,8 +16,20 @@ from typing import Any
 
 import orjson
 
-from finetune import Redactor, RuleConfig, evaluate, prompt_hash
+from finetune import (
+    Redactor,
+    RuleConfig,
+    evaluate,
+    finish_reason_of,
+    prompt_hash,
+    request_as_chat,
+    usage_as_chat,
+)
 from proxy.gateway._accumulate import StreamError, accumulate_sse
+from proxy.gateway._accumulate_responses import accumulate_response_sse
+
+CHAT = "chat"
+RESPONSES = "responses"
 
 
 def new_capture_id() -> str:
@@ -27,12 +39,14 @@ def new_capture_id() -> str:
 
 @dataclass(slots=True)
 class Exchange:
-    """One chat-completion exchange, as raw as the hot path saw it."""
+    """One chat-completion or Responses API exchange, as raw as the hot path saw it."""
 
     request: dict[str, Any]
     api_key_id: str | None
     upstream: str
     served_model: str | None
+    api: str = CHAT
+    """``chat`` for ``/v1/chat/completions``, ``responses`` for ``/v1/responses``."""
     alias: str | None = None
     capture_id: str = field(default_factory=new_capture_id)
     started_at: float = field(default_factory=time.time)
@@ -77,6 +91,7 @@ def build_row(
     With a ``redactor``, request, response and error are scrubbed before anything is derived
     from them; ``rules`` then set the review status and tags from what will be stored."""
     request = exchange.request if redactor is None else redactor.redact_value(exchange.request)
+    responses = exchange.api == RESPONSES
     metadata = request.get("metadata")
     row: dict[str, Any] = {
         "id": exchange.capture_id,
@@ -111,8 +126,9 @@ def build_row(
         "tags": [],
         "rating": None,
         "feedback": None,
-        "prompt_hash": prompt_hash(request),
+        "prompt_hash": prompt_hash(request_as_chat(request) if responses else request),
         "has_tool_calls": False,
+        "api": exchange.api,
     }
     if exchange.extra_metadata:
         row["metadata_"].update(exchange.extra_metadata)
@@ -124,7 +140,12 @@ def build_row(
     if redactor is not None:
         completion, error = redactor.redact_value(completion), redactor.redact_value(error)
     row["error"] = error
-    if completion is not None:
+    if completion is not None and responses:
+        _response_columns(row, completion)
+        if error is None and completion.get("status") == "failed":
+            failure = completion.get("error")
+            row["error"] = failure if isinstance(failure, dict) else {"message": "failed"}
+    elif completion is not None:
         row["response"] = completion
         row["completion_id"] = _str_or_none(completion.get("id"))
         usage = completion.get("usage")
@@ -143,6 +164,24 @@ def build_row(
                 for c in choices
             )
     return apply_rules(row, rules)
+
+
+def _response_columns(row: dict[str, Any], response: dict[str, Any]) -> None:
+    """A Responses API answer's columns, named as a chat completion's are."""
+    row["response"] = response
+    row["completion_id"] = _str_or_none(response.get("id"))
+    usage = response.get("usage")
+    if isinstance(usage, dict):
+        row["usage"] = usage
+        chat = usage_as_chat(usage) or {}
+        row["prompt_tokens"] = _int_or_none(chat.get("prompt_tokens"))
+        row["completion_tokens"] = _int_or_none(chat.get("completion_tokens"))
+        row["total_tokens"] = _int_or_none(chat.get("total_tokens"))
+    row["finish_reason"] = finish_reason_of(response)
+    output = response.get("output")
+    row["has_tool_calls"] = isinstance(output, list) and any(
+        isinstance(item, dict) and item.get("type") == "function_call" for item in output
+    )
 
 
 def apply_rules(row: dict[str, Any], rules: Sequence[RuleConfig]) -> dict[str, Any]:
@@ -164,8 +203,9 @@ def _parse_response(exchange: Exchange) -> tuple[dict[str, Any] | None, dict[str
         return None, {"message": f"undecodable body: {exc}", "type": "capture_error"}
     ok = exchange.status_code is not None and 200 <= exchange.status_code < 300
     if ok and exchange.stream and b"data:" in body[:4096]:
+        rebuild = accumulate_response_sse if exchange.api == RESPONSES else accumulate_sse
         try:
-            return accumulate_sse(body), None
+            return rebuild(body), None
         except StreamError as exc:
             return None, exc.error if isinstance(exc.error, dict) else {"message": str(exc.error)}
     try:
@@ -175,7 +215,8 @@ def _parse_response(exchange: Exchange) -> tuple[dict[str, Any] | None, dict[str
         return None, {"message": "response was not JSON", "type": "capture_error", "body": text}
     if not isinstance(parsed, dict):
         return None, {"message": "response was not a JSON object", "type": "capture_error"}
-    if ok and "error" not in parsed:
+    # A Responses object always carries "error", null when it succeeded.
+    if ok and parsed.get("error") is None:
         return parsed, None
     error = parsed.get("error", parsed)
     return None, error if isinstance(error, dict) else {"message": str(error)}

@@ -24,7 +24,7 @@ from finetune import Route, Target
 from proxy._errors import InvalidRequest, UnsupportedMediaType, UpstreamTimeout, UpstreamUnavailable
 from proxy._metrics import Metrics
 from proxy.gateway._auth import Caller
-from proxy.gateway._capture import Exchange
+from proxy.gateway._capture import CHAT, RESPONSES, Exchange
 from proxy.gateway._router import RouteTable
 from proxy.gateway._shadow import ShadowRunner, send_shadow
 from proxy.gateway._sink import CaptureSink
@@ -35,6 +35,7 @@ log = logging.getLogger("stillroom.forward")
 # Bodies up to this size come back with a Content-Length; larger ones stream through.
 _BUFFER_LIMIT = 1024 * 1024
 _EVENT_STREAM = "text/event-stream"
+_PATHS = {CHAT: "/chat/completions", RESPONSES: "/responses"}
 
 
 class Forwarder:
@@ -62,7 +63,17 @@ class Forwarder:
     async def chat_completion(
         self, request: Request[Any, Any, Any], caller: Caller
     ) -> Response[Any]:
+        return await self._create(request, caller, CHAT)
+
+    async def response(self, request: Request[Any, Any, Any], caller: Caller) -> Response[Any]:
+        """``POST /v1/responses``: relayed and captured as chat completions are."""
+        return await self._create(request, caller, RESPONSES)
+
+    async def _create(
+        self, request: Request[Any, Any, Any], caller: Caller, api: str
+    ) -> Response[Any]:
         started = time.perf_counter()
+        path = _PATHS[api]
         content_type = request.headers.get("content-type")
         if content_type is not None and "json" not in content_type.lower():
             raise UnsupportedMediaType(
@@ -78,6 +89,7 @@ class Forwarder:
             upstream=self._upstream.name,
             served_model=model if isinstance(model, str) else None,
             stream=payload.get("stream") is True,
+            api=api,
         )
         headers = request_headers(request.scope["headers"], caller.upstream_key)
         query = request.scope["query_string"]
@@ -85,7 +97,7 @@ class Forwarder:
             self._routes.get(model) if self._routes is not None and isinstance(model, str) else None
         )
         if route is None:
-            url = self._upstream.url("/chat/completions", query) if query else self._chat_url
+            url = self._chat_url if api == CHAT and not query else self._upstream.url(path, query)
             upstream = await self._post(self._upstream, url, body, headers, exchange, started)
         else:
             upstream = await self._post_routed(route, payload, headers, query, exchange, started)
@@ -148,8 +160,9 @@ class Forwarder:
         teacher = route.teacher
         if target.role != "student" or teacher is None or teacher == target:
             teacher = None
+        path = _PATHS[exchange.api]
         upstream, sent_headers = self._target(target, headers, exchange, started)
-        url = upstream.url("/chat/completions", query)
+        url = upstream.url(path, query)
         body = orjson.dumps({**payload, "model": target.model})
         if teacher is None:
             return await self._post(upstream, url, body, sent_headers, exchange, started)
@@ -180,7 +193,7 @@ class Forwarder:
         }
         upstream, sent_headers = self._target(teacher, headers, exchange, started)
         body = orjson.dumps({**payload, "model": teacher.model})
-        url = upstream.url("/chat/completions", query)
+        url = upstream.url(path, query)
         return await self._post(upstream, url, body, sent_headers, exchange, started)
 
     def _target(
@@ -223,6 +236,7 @@ class Forwarder:
             headers["authorization"] = f"Bearer {key}"
         self._shadows.submit(
             send_shadow(
+                api=served.api,
                 upstream=upstream,
                 teacher=teacher,
                 alias=alias,
@@ -279,13 +293,13 @@ class Forwarder:
         else:
             exchange.error_kind = "connection"
             exchange.error_message = f"could not reach the upstream: {exc}"
-        log.warning("chat completion failed upstream: %s", exchange.error_message)
+        log.warning("%s call failed upstream: %s", exchange.api, exchange.error_message)
         self._finish(exchange, started)
 
     def _finish(self, exchange: Exchange, started: float) -> None:
         exchange.total_ms = _ms_since(started)
         self._sink.submit(exchange)
-        self._metrics.observe("chat", exchange.status_code, exchange.total_ms)
+        self._metrics.observe(exchange.api, exchange.status_code, exchange.total_ms)
 
 
 def _parse_json_object(body: bytes) -> dict[str, Any]:

@@ -27,6 +27,13 @@ async def create_chat_completion(request: Request[Any, Any, Any]) -> Response[An
     return await found.forwarder.chat_completion(request, caller)
 
 
+@post("/v1/responses", status_code=200, include_in_schema=False)
+async def create_response(request: Request[Any, Any, Any]) -> Response[Any]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    return await found.forwarder.response(request, caller)
+
+
 @get("/v1/chat/completions", include_in_schema=False)
 async def list_chat_completions(request: Request[Any, Any, Any]) -> Response[bytes]:
     found = services(request)
@@ -120,6 +127,7 @@ ROUTES = [
     update_chat_completion,
     delete_chat_completion,
     list_chat_completion_messages,
+    create_response,
     pass_through,
     healthz,
     readyz,
