@@ -318,7 +318,7 @@ def record_feedback(submitted: FeedbackInput, *, api_key_id: str, session: Sessi
     )
     if capture is None:
         raise CaptureNotFound(
-            f"No chat completion found with id '{submitted.completion_id}'.",
+            f"No chat completion or response found with id '{submitted.completion_id}'.",
             param="completion_id",
             code="not_found",
         )
