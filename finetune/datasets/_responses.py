@@ -222,3 +222,10 @@ def response_as_completion(response: Any) -> dict[str, Any] | None:
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason_of(response)}],
         "usage": usage_as_chat(response.get("usage")),
     }
+
+
+def is_responses_exchange(request: Any, response: Any) -> bool:
+    """Whether a capture's bodies are a Responses API exchange rather than a chat completion."""
+    if isinstance(response, dict) and response.get("object") == "response":
+        return True
+    return isinstance(request, dict) and "input" in request and "messages" not in request
