@@ -103,6 +103,8 @@ def create_app(settings: Settings) -> Litestar:
             shadows=shadows,
             extra_upstreams=extra_upstreams,
             upstream_keys=upstream_keys,
+            engine=engine,
+            history_wait_seconds=settings.capture_flush_seconds * 2 + 0.5,
         ),
         passthrough=PassThrough(upstream, metrics),
         stored=StoredCompletions(engine),

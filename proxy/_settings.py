@@ -44,6 +44,10 @@ class UpstreamConfig(BaseModel):
     """OpenAI-compatible server, including its ``/v1``."""
     api_key: SecretStr | None = None
     """Key sent to it; without one, the caller's upstream key is sent."""
+    api: Literal["responses", "chat"] = "responses"
+    """``chat`` for a server that speaks only chat completions (many a vLLM or fine-tuned
+    student host): Responses API calls routed to it go as chat completions, and the answer,
+    streamed or not, comes back as Responses objects and events."""
 
     @field_validator("base_url")
     @classmethod

@@ -40,6 +40,7 @@ from finetune.datasets._prompt import (
     prompt_hash,
     prompt_key,
 )
+from finetune.datasets._response_threads import history_of, thread_request
 from finetune.datasets._responses import (
     finish_reason_of,
     items_as_messages,
@@ -106,6 +107,7 @@ __all__ = [
     "export_lines",
     "finish_reason_of",
     "get_dataset",
+    "history_of",
     "items_as_messages",
     "list_datasets",
     "list_duplicates",
@@ -118,6 +120,7 @@ __all__ = [
     "response_as_completion",
     "sft_example",
     "split_lines",
+    "thread_request",
     "tools_as_chat",
     "usage_as_chat",
     "validate_dataset",

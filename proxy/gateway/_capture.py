@@ -61,6 +61,8 @@ class Exchange:
     error_kind: str | None = None
     """None when the upstream answered; else timeout, connection, stream_cut, client_abandoned."""
     error_message: str | None = None
+    translated: bool = False
+    """A Responses call served by a chat-only upstream: ``body`` holds the translated answer."""
     extra_tags: list[str] | None = None
     """Tags the proxy itself sets, e.g. ``shadow`` on a shadow request's capture."""
     extra_metadata: dict[str, str] | None = None

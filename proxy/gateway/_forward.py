@@ -15,26 +15,37 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+import anyio.to_thread
 import orjson
 from litestar import Request, Response
 from litestar.response import Stream
 from multidict import CIMultiDict
+from sqlalchemy import Engine
 
-from finetune import Route, Target
+from finetune import Route, Target, history_of
 from proxy._errors import InvalidRequest, UnsupportedMediaType, UpstreamTimeout, UpstreamUnavailable
 from proxy._metrics import Metrics
 from proxy.gateway._auth import Caller
-from proxy.gateway._capture import CHAT, RESPONSES, Exchange
+from proxy.gateway._capture import CHAT, RESPONSES, Exchange, decode_body
 from proxy.gateway._router import RouteTable
 from proxy.gateway._shadow import ShadowRunner, send_shadow
 from proxy.gateway._sink import CaptureSink
+from proxy.gateway._translate import (
+    StreamTranslator,
+    chat_request,
+    new_item_id,
+    response_from_completion,
+)
 from proxy.gateway._upstream import Upstream, request_headers, response_headers
+from storage import get_capture_by_completion_id, session_scope
 
 log = logging.getLogger("stillroom.forward")
 
 # Bodies up to this size come back with a Content-Length; larger ones stream through.
 _BUFFER_LIMIT = 1024 * 1024
 _EVENT_STREAM = "text/event-stream"
+_JSON = "application/json"
+_HISTORY_POLL_SECONDS = 0.05
 _PATHS = {CHAT: "/chat/completions", RESPONSES: "/responses"}
 
 
@@ -49,6 +60,8 @@ class Forwarder:
         shadows: ShadowRunner | None = None,
         extra_upstreams: Mapping[str, Upstream] | None = None,
         upstream_keys: Mapping[str, str] | None = None,
+        engine: Engine | None = None,
+        history_wait_seconds: float = 1.0,
     ) -> None:
         self._upstream = upstream
         self._sink = sink
@@ -59,6 +72,10 @@ class Forwarder:
         self._upstreams = {upstream.name: upstream, **(extra_upstreams or {})}
         # Named upstreams with a key of their own; the others get the caller's upstream key.
         self._keys = dict(upstream_keys or {})
+        # Where a translated Responses call finds the turns its previous_response_id names.
+        self._engine = engine
+        # A turn may name the response of a moment ago, still on its way to the store.
+        self._history_wait = history_wait_seconds
 
     async def chat_completion(
         self, request: Request[Any, Any, Any], caller: Caller
@@ -105,6 +122,8 @@ class Forwarder:
         exchange.status_code = upstream.status
         exchange.upstream_request_id = upstream.headers.get("x-request-id")
         exchange.content_encoding = upstream.headers.get("content-encoding")
+        if exchange.translated and 200 <= upstream.status < 300:
+            return await self._translated(upstream, payload, exchange, started)
         out_headers = response_headers(upstream.headers)
         content_type = upstream.headers.get("content-type", "")
         if exchange.stream and content_type.startswith(_EVENT_STREAM):
@@ -160,10 +179,10 @@ class Forwarder:
         teacher = route.teacher
         if target.role != "student" or teacher is None or teacher == target:
             teacher = None
-        path = _PATHS[exchange.api]
         upstream, sent_headers = self._target(target, headers, exchange, started)
-        url = upstream.url(path, query)
-        body = orjson.dumps({**payload, "model": target.model})
+        url, body, sent_headers = await self._prepare(
+            upstream, target.model, payload, query, sent_headers, exchange
+        )
         if teacher is None:
             return await self._post(upstream, url, body, sent_headers, exchange, started)
         reason: str
@@ -192,9 +211,41 @@ class Forwarder:
             "stillroom_fallback_reason": reason[:500],
         }
         upstream, sent_headers = self._target(teacher, headers, exchange, started)
-        body = orjson.dumps({**payload, "model": teacher.model})
-        url = upstream.url(path, query)
+        url, body, sent_headers = await self._prepare(
+            upstream, teacher.model, payload, query, sent_headers, exchange
+        )
         return await self._post(upstream, url, body, sent_headers, exchange, started)
+
+    async def _prepare(
+        self,
+        upstream: Upstream,
+        model: str,
+        payload: dict[str, Any],
+        query: bytes,
+        headers: CIMultiDict[str],
+        exchange: Exchange,
+    ) -> tuple[str, bytes, CIMultiDict[str]]:
+        """(url, body, headers) of the call to ``upstream``: as the client sent it with the
+        target's model, or, for a Responses call to a chat-only upstream, as chat."""
+        exchange.translated = exchange.api == RESPONSES and upstream.api == CHAT
+        if not exchange.translated:
+            body = orjson.dumps({**payload, "model": model})
+            return upstream.url(_PATHS[exchange.api], query), body, headers
+        history: list[dict[str, Any]] = []
+        previous = payload.get("previous_response_id")
+        if isinstance(previous, str) and self._engine is not None:
+            deadline = time.monotonic() + self._history_wait
+            for _ in range(int(self._history_wait / _HISTORY_POLL_SECONDS) + 1):
+                found = await anyio.to_thread.run_sync(_history, self._engine, previous)
+                if found is not None or time.monotonic() >= deadline:
+                    break
+                await anyio.sleep(_HISTORY_POLL_SECONDS)
+            history = found or []
+        body = orjson.dumps(chat_request(payload, model, history))
+        # The answer is read to be translated: it must come as plain bytes.
+        plain = headers.copy()
+        plain["accept-encoding"] = "identity"
+        return upstream.url(_PATHS[CHAT], query), body, plain
 
     def _target(
         self, target: Target, headers: CIMultiDict[str], exchange: Exchange, started: float
@@ -249,8 +300,62 @@ class Forwarder:
             )
         )
 
+    async def _translated(
+        self,
+        upstream: aiohttp.ClientResponse,
+        payload: dict[str, Any],
+        exchange: Exchange,
+        started: float,
+    ) -> Response[Any]:
+        """A chat-only upstream's answer, as the Responses object or events asked for."""
+        response_id = new_item_id("resp")
+        out_headers = {
+            k: v
+            for k, v in response_headers(upstream.headers).items()
+            if k not in ("content-type", "content-length", "content-encoding")
+        }
+        exchange.content_encoding = None
+        exchange.extra_metadata = {
+            **(exchange.extra_metadata or {}),
+            "stillroom_upstream_api": CHAT,
+        }
+        content_type = upstream.headers.get("content-type", "")
+        if exchange.stream and content_type.startswith(_EVENT_STREAM):
+            translator = StreamTranslator(payload, response_id)
+            return Stream(
+                self._relay_stream(upstream, exchange, started, translator),
+                status_code=upstream.status,
+                headers=out_headers,
+                media_type=_EVENT_STREAM,
+            )
+        try:
+            data = decode_body(await upstream.read(), upstream.headers.get("content-encoding"))
+        except BaseException as exc:
+            upstream.close()
+            self._fail(exchange, started, exc)
+            raise _translate(exc) from exc
+        upstream.release()
+        try:
+            completion = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            completion = None
+        if not isinstance(completion, dict):
+            exchange.body = data
+            self._finish(exchange, started)
+            raise UpstreamUnavailable(
+                "The chat upstream's answer was not a chat completion.", code="upstream_invalid"
+            )
+        body = orjson.dumps(response_from_completion(completion, payload, response_id))
+        exchange.body = body
+        self._finish(exchange, started)
+        return Response(body, status_code=upstream.status, headers=out_headers, media_type=_JSON)
+
     async def _relay_stream(
-        self, upstream: aiohttp.ClientResponse, exchange: Exchange, started: float
+        self,
+        upstream: aiohttp.ClientResponse,
+        exchange: Exchange,
+        started: float,
+        translator: StreamTranslator | None = None,
     ) -> AsyncIterator[bytes]:
         chunks: list[bytes] = []
         completed = False
@@ -258,8 +363,17 @@ class Forwarder:
             async for chunk in upstream.content.iter_any():
                 if not chunks:
                     exchange.ttfb_ms = _ms_since(started)
+                if translator is not None:
+                    chunk = translator.feed(chunk)
+                    if not chunk:
+                        continue
                 chunks.append(chunk)
                 yield chunk
+            if translator is not None and not translator.completed:
+                # The chat stream ended without [DONE]: the answer is whole all the same.
+                tail = translator.finish()
+                chunks.append(tail)
+                yield tail
             completed = True
         except (TimeoutError, aiohttp.ClientError) as exc:
             exchange.error_kind = (
@@ -300,6 +414,14 @@ class Forwarder:
         exchange.total_ms = _ms_since(started)
         self._sink.submit(exchange)
         self._metrics.observe(exchange.api, exchange.status_code, exchange.total_ms)
+
+
+def _history(engine: Engine, previous_id: str) -> list[dict[str, Any]] | None:
+    """The thread up to ``previous_id``; None while that response is not in the store."""
+    with session_scope(engine) as session:
+        if get_capture_by_completion_id(previous_id, session=session, api=RESPONSES) is None:
+            return None
+        return history_of(previous_id, session=session)
 
 
 def _parse_json_object(body: bytes) -> dict[str, Any]:
