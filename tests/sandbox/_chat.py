@@ -78,7 +78,7 @@ def _tool_call(request: dict[str, Any], model: str, messages: list[Any]) -> dict
     if name is None:
         return None
     arguments = json.dumps({"query": last_user_text(messages)})
-    call_id = "call_" + hashlib.sha256(f"{model}{arguments}".encode()).hexdigest()[:20]
+    call_id = "call_" + hashlib.sha256(f"{model}{name}{arguments}".encode()).hexdigest()[:20]
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
