@@ -138,6 +138,7 @@ SUMMARY_COLUMNS = (
     "feedback",
     "has_tool_calls",
     "prompt_hash",
+    "api",
 )
 
 
