@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlmodel import select
 
 from finetune import (
     ValidationOptions,
@@ -18,7 +19,7 @@ from finetune import (
     validate_jsonl,
 )
 from proxy.gateway._capture import Exchange, build_row
-from storage import CaptureFilter, insert_captures, session_scope
+from storage import Capture, CaptureEdit, CaptureFilter, insert_captures, session_scope
 from tests.replay import Interaction, responses_recording
 
 APPROVED = CaptureFilter(status=["approved"])
@@ -145,3 +146,23 @@ def test_an_incomplete_answer_reads_as_a_chat_completion_cut_by_length() -> None
     assert completion is not None
     assert completion["choices"][0]["finish_reason"] == "length"
     assert completion["usage"]["completion_tokens"] == 20
+
+
+def test_an_edited_response_gives_a_preference_pair(engine: Engine) -> None:
+    (interaction,) = responses_recording("dotnet_Responses_MaxTokens.json")[:1]
+    _store(engine, [interaction])
+    with session_scope(engine) as session:
+        capture = session.exec(select(Capture)).one()
+        edited = {"role": "assistant", "content": "Mango sun rises / sweet juice on the tongue"}
+        session.add(CaptureEdit(capture_id=capture.id, message=edited, reason="finish it"))
+    dataset = create_dataset(engine, "prefs", APPROVED)
+    assert dataset.counts["preference_pairs"] == 1
+    (pair,) = [json.loads(line) for line in export_lines(engine, dataset.id, fmt="dpo")]
+    original = interaction.response_json()["output"][0]["content"][0]["text"]
+    assert pair == {
+        "input": {
+            "messages": [{"role": "user", "content": "Write three haikus about tropical fruit"}]
+        },
+        "preferred_output": [edited],
+        "non_preferred_output": [{"role": "assistant", "content": original}],
+    }
