@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from proxy.gateway._shadow import ShadowRunner
     from proxy.gateway._sink import CaptureSink
     from proxy.gateway._stored import StoredCompletions
+    from proxy.gateway._stored_responses import StoredResponses
     from proxy.gateway._upstream import Upstream
 
 
@@ -36,6 +37,7 @@ class Services:
     forwarder: Forwarder
     passthrough: PassThrough
     stored: StoredCompletions
+    stored_responses: StoredResponses
     routes: RouteTable
     shadows: ShadowRunner
     extra_upstreams: dict[str, Upstream]

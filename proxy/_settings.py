@@ -53,6 +53,10 @@ class UpstreamConfig(BaseModel):
     replicas: list[str] = []
     """[default: ``[base_url]``] Each replica's own URL, with its ``/v1``, when ``base_url`` is
     a load balancer in front of several: a student is loaded on every one."""
+    api: Literal["responses", "chat"] = "responses"
+    """``chat`` for a server that speaks only chat completions (many a vLLM or fine-tuned
+    student host): Responses API calls routed to it go as chat completions, and the answer,
+    streamed or not, comes back as Responses objects and events."""
 
     @field_validator("base_url")
     @classmethod

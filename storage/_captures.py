@@ -76,9 +76,16 @@ def get_capture(capture_id: str, *, session: Session) -> Capture | None:
 
 
 def get_capture_by_completion_id(
-    completion_id: str, *, session: Session, api_key_id: str | None = None
+    completion_id: str,
+    *,
+    session: Session,
+    api_key_id: str | None = None,
+    api: str | None = None,
 ) -> Capture | None:
+    """The newest capture of that completion (or response) id; of ``api`` only, when given."""
     stmt = select(Capture).where(Capture.completion_id == completion_id)
+    if api is not None:
+        stmt = stmt.where(Capture.api == api)
     if api_key_id is not None:
         stmt = stmt.where(Capture.api_key_id == api_key_id)
     return session.exec(stmt.order_by(col(Capture.id).desc()).limit(1)).first()
@@ -93,13 +100,14 @@ def list_stored_completions(
     after: str | None = None,
     limit: int = 20,
     order: Order = "asc",
+    api: str = "chat",
 ) -> tuple[list[Capture], bool]:
-    """Captures with a completion, newest or oldest first, and whether more follow.
+    """Captures of ``api`` with a completion, newest or oldest first, and whether more follow.
 
     ``after`` is a completion id, as in OpenAI's API; it is resolved to the capture's id,
     which orders captures by arrival.
     """
-    stmt = select(Capture).where(col(Capture.completion_id).is_not(None))
+    stmt = select(Capture).where(col(Capture.completion_id).is_not(None), Capture.api == api)
     if api_key_id is not None:
         stmt = stmt.where(Capture.api_key_id == api_key_id)
     if model is not None:
@@ -107,7 +115,9 @@ def list_stored_completions(
     for key, value in (metadata or {}).items():
         stmt = stmt.where(Capture.metadata_[key].as_string() == value)
     if after is not None:
-        anchor = get_capture_by_completion_id(after, session=session, api_key_id=api_key_id)
+        anchor = get_capture_by_completion_id(
+            after, session=session, api_key_id=api_key_id, api=api
+        )
         if anchor is None:
             return [], False
         id_col = col(Capture.id)
@@ -156,6 +166,7 @@ SUMMARY_COLUMNS = (
     "feedback",
     "has_tool_calls",
     "prompt_hash",
+    "api",
 )
 
 

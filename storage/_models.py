@@ -110,6 +110,8 @@ class Capture(SQLModel, table=True):
     has_tool_calls: bool = False
     search_text: str | None = Field(default=None, sa_column=Column(Text))
     """What people wrote and the model answered, indexed for search (``storage._search``)."""
+    api: str = Field(default="chat", max_length=16, sa_column_kwargs={"server_default": "chat"})
+    """Which API the exchange spoke: ``chat`` (chat completions) or ``responses``."""
 
 
 class CaptureEdit(SQLModel, table=True):

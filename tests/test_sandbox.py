@@ -65,3 +65,27 @@ def test_a_trained_model_answers_like_the_teacher_on_seen_prompts() -> None:
         base = client.chat.completions.create(model=done.fine_tuned_model, messages=unseen)
         assert base.choices[0].message.content == answer_text("gpt-4o-mini", unseen)
         assert done.fine_tuned_model in [m.id for m in client.models.list()]
+
+
+def test_responses_get_the_chat_answer_as_an_object_and_as_typed_events() -> None:
+    with running_sandbox() as url:
+        client = openai.OpenAI(base_url=url, api_key="sk-sandbox")
+        answer = client.responses.create(
+            model=TEACHER, instructions="Be brief.", input="What is 7 squared?"
+        )
+        expected = answer_text(
+            TEACHER,
+            [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "What is 7 squared?"},
+            ],
+        )
+        assert answer.output_text == expected
+        events = list(client.responses.create(model=TEACHER, input="Hi", stream=True))
+    assert events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert (
+        text
+        == events[-1].response.output_text
+        == answer_text(TEACHER, [{"role": "user", "content": "Hi"}])
+    )

@@ -20,6 +20,7 @@ from finetune.curation._input import (
     InvalidCurationInput,
     assistant_message,
 )
+from finetune.datasets._responses import answer_as_message, request_as_chat
 from storage import (
     STATUS_OF_ACTION,
     BulkAction,
@@ -96,7 +97,9 @@ class CaptureDetail:
 
     @property
     def messages(self) -> list[Any]:
-        """The conversation the client sent."""
+        """The conversation the client sent (a Responses request read as chat messages)."""
+        if self.capture.api == "responses":
+            return list(request_as_chat(self.capture.request)["messages"])
         messages = self.capture.request.get("messages")
         return list(messages) if isinstance(messages, list) else []
 
@@ -116,7 +119,10 @@ class CaptureDetail:
 
 
 def original_answer(capture: Capture) -> dict[str, Any] | None:
-    """The first choice's assistant message as the upstream sent it, if it answered."""
+    """The first choice's assistant message as the upstream sent it, if it answered (for a
+    Responses capture, the assistant message its output amounts to)."""
+    if capture.api == "responses":
+        return answer_as_message(capture.response)
     choices = (capture.response or {}).get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
         message = choices[0].get("message")
@@ -318,7 +324,7 @@ def record_feedback(submitted: FeedbackInput, *, api_key_id: str, session: Sessi
     )
     if capture is None:
         raise CaptureNotFound(
-            f"No chat completion found with id '{submitted.completion_id}'.",
+            f"No chat completion or response found with id '{submitted.completion_id}'.",
             param="completion_id",
             code="not_found",
         )

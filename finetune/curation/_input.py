@@ -232,12 +232,13 @@ class FeedbackInput:
     """A better assistant message."""
 
 
-_FEEDBACK_KEYS = ("completion_id", "thumbs", "score", "comment", "corrected")
+_FEEDBACK_KEYS = ("completion_id", "response_id", "thumbs", "score", "comment", "corrected")
 _THUMBS = {"up": 1, "down": -1, 1: 1, -1: -1}
 
 
 def feedback_input(body: Any) -> FeedbackInput:
-    """Feedback from a request body: ``completion_id`` and at least one of the rest."""
+    """Feedback from a request body: ``completion_id`` (or ``response_id``, for a Responses API
+    answer) and at least one of the rest."""
     if not isinstance(body, dict):
         raise InvalidCurationInput("The request body must be a JSON object.", code="invalid_body")
     unknown = sorted(set(body) - set(_FEEDBACK_KEYS))
@@ -245,11 +246,16 @@ def feedback_input(body: Any) -> FeedbackInput:
         raise InvalidCurationInput(
             f"Unrecognized request argument supplied: {unknown[0]}.", param=unknown[0]
         )
-    completion_id = body.get("completion_id")
+    if "completion_id" in body and "response_id" in body:
+        raise InvalidCurationInput(
+            "Give either 'completion_id' or 'response_id', not both.", param="response_id"
+        )
+    param = "response_id" if "response_id" in body else "completion_id"
+    completion_id = body.get(param)
     if not isinstance(completion_id, str) or not 0 < len(completion_id) <= 200:
         raise InvalidCurationInput(
-            "'completion_id' must be the id of a chat completion you received.",
-            param="completion_id",
+            f"'{param}' must be the id of a chat completion or response you received.",
+            param=param,
         )
     thumbs = body.get("thumbs")
     if thumbs is not None and (isinstance(thumbs, bool) or thumbs not in _THUMBS):

@@ -40,6 +40,15 @@ from finetune.datasets._prompt import (
     prompt_hash,
     prompt_key,
 )
+from finetune.datasets._response_threads import history_of, thread_request
+from finetune.datasets._responses import (
+    finish_reason_of,
+    items_as_messages,
+    request_as_chat,
+    response_as_completion,
+    tools_as_chat,
+    usage_as_chat,
+)
 from finetune.datasets._tokens import (
     EncodingUnavailable,
     TokenCounter,
@@ -96,7 +105,10 @@ __all__ = [
     "dpo_record",
     "encoding_name_for",
     "export_lines",
+    "finish_reason_of",
     "get_dataset",
+    "history_of",
+    "items_as_messages",
     "list_datasets",
     "list_duplicates",
     "load_encoding",
@@ -104,8 +116,13 @@ __all__ = [
     "open_export",
     "prompt_hash",
     "prompt_key",
+    "request_as_chat",
+    "response_as_completion",
     "sft_example",
     "split_lines",
+    "thread_request",
+    "tools_as_chat",
+    "usage_as_chat",
     "validate_dataset",
     "validate_file",
     "validate_jsonl",

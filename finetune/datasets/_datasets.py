@@ -26,6 +26,8 @@ from finetune.datasets._input import (
     not_found,
 )
 from finetune.datasets._prompt import prompt_hash
+from finetune.datasets._response_threads import thread_request
+from finetune.datasets._responses import is_responses_exchange
 from finetune.datasets._threading import (
     answer_message,
     assistant_turn_prompts,
@@ -124,6 +126,8 @@ class _Build:
         built: list[_Built] = []
         for row in batch:
             request, response = bodies.get(row.id, (None, None))
+            if is_responses_exchange(request, response):
+                request = thread_request(request, session=self.session)
             edit = edits.get(row.id)
             final = clean_message({**edit, "role": "assistant"}) if edit is not None else None
             answer, reason = answer_message(response)

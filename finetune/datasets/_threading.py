@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from finetune.datasets._prompt import prompt_hash
+from finetune.datasets._responses import response_as_completion
 
 EXAMPLE_FIELDS = ("tools", "parallel_tool_calls", "functions")
 """Request fields a chat fine-tuning example carries beside its messages."""
@@ -92,7 +93,11 @@ def without_empty_turns(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def answer_message(response: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """(the assistant message of the first choice, None) or (None, why it is no answer)."""
+    """(the assistant message of the first choice, None) or (None, why it is no answer).
+
+    A Responses API answer counts as the chat completion it amounts to."""
+    if isinstance(response, dict) and response.get("object") == "response":
+        response = response_as_completion(response)
     choices = response.get("choices") if isinstance(response, dict) else None
     if not isinstance(choices, list) or not choices:
         return None, "no_answer"

@@ -77,6 +77,8 @@ class CaptureSummary(BaseModel):
     """Summary of the latest end-user feedback: positive, negative or neutral."""
     has_tool_calls: bool
     prompt_hash: str | None
+    api: str = "chat"
+    """``chat`` (chat completions) or ``responses`` (the Responses API)."""
 
 
 class CaptureList(BaseModel):

@@ -2,8 +2,9 @@
 
 Who is calling (``_auth``), which target serves them (``_router``), relaying the request and its
 answer (``_forward``, ``_upstream``), rebuilding streams (``_accumulate``), handing the exchange to
-the capture sink (``_capture``, ``_sink``, and ``_dead_letter`` for what it could not store), shadow traffic to the teacher (``_shadow``), stored
-completions answered from the store (``_stored``), feedback and the model list.
+the capture sink (``_capture``, ``_sink``, and ``_dead_letter`` for what it could not store),
+shadow traffic to the teacher (``_shadow``), stored completions and responses answered from the
+store (``_stored``, ``_stored_responses``), feedback and the model list.
 """
 
 from proxy.gateway._auth import Authenticator
@@ -22,6 +23,7 @@ from proxy.gateway._routes import ROUTES
 from proxy.gateway._shadow import ShadowRunner
 from proxy.gateway._sink import CaptureSink
 from proxy.gateway._stored import StoredCompletions
+from proxy.gateway._stored_responses import StoredResponses
 from proxy.gateway._upstream import Upstream
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "RouteTable",
     "ShadowRunner",
     "StoredCompletions",
+    "StoredResponses",
     "Upstream",
     "create_feedback",
     "keep_dead_letters",

@@ -16,8 +16,20 @@ from typing import Any
 
 import orjson
 
-from finetune import Redactor, RuleConfig, evaluate, prompt_hash
+from finetune import (
+    Redactor,
+    RuleConfig,
+    evaluate,
+    finish_reason_of,
+    prompt_hash,
+    request_as_chat,
+    usage_as_chat,
+)
 from proxy.gateway._accumulate import StreamError, accumulate_sse
+from proxy.gateway._accumulate_responses import accumulate_response_sse
+
+CHAT = "chat"
+RESPONSES = "responses"
 
 
 def new_capture_id() -> str:
@@ -27,12 +39,14 @@ def new_capture_id() -> str:
 
 @dataclass(slots=True)
 class Exchange:
-    """One chat-completion exchange, as raw as the hot path saw it."""
+    """One chat-completion or Responses API exchange, as raw as the hot path saw it."""
 
     request: dict[str, Any]
     api_key_id: str | None
     upstream: str
     served_model: str | None
+    api: str = CHAT
+    """``chat`` for ``/v1/chat/completions``, ``responses`` for ``/v1/responses``."""
     alias: str | None = None
     capture_id: str = field(default_factory=new_capture_id)
     started_at: float = field(default_factory=time.time)
@@ -47,6 +61,8 @@ class Exchange:
     error_kind: str | None = None
     """None when the upstream answered; else timeout, connection, stream_cut, client_abandoned."""
     error_message: str | None = None
+    translated: bool = False
+    """A Responses call served by a chat-only upstream: ``body`` holds the translated answer."""
     extra_tags: list[str] | None = None
     """Tags the proxy itself sets, e.g. ``shadow`` on a shadow request's capture."""
     extra_metadata: dict[str, str] | None = None
@@ -77,6 +93,9 @@ def build_row(
     With a ``redactor``, request, response and error are scrubbed before anything is derived
     from them; ``rules`` then set the review status and tags from what will be stored."""
     request = exchange.request if redactor is None else redactor.redact_value(exchange.request)
+    responses = exchange.api == RESPONSES
+    # A Responses request read as chat: its input's function_call items are assistant turns.
+    chat_form = request_as_chat(request) if responses else request
     metadata = request.get("metadata")
     row: dict[str, Any] = {
         "id": exchange.capture_id,
@@ -111,8 +130,9 @@ def build_row(
         "tags": [],
         "rating": None,
         "feedback": None,
-        "prompt_hash": prompt_hash(request),
-        "has_tool_calls": _request_called_a_tool(request),
+        "prompt_hash": prompt_hash(chat_form),
+        "has_tool_calls": _request_called_a_tool(chat_form),
+        "api": exchange.api,
     }
     if exchange.extra_metadata:
         row["metadata_"].update(exchange.extra_metadata)
@@ -124,7 +144,12 @@ def build_row(
     if redactor is not None:
         completion, error = redactor.redact_value(completion), redactor.redact_value(error)
     row["error"] = error
-    if completion is not None:
+    if completion is not None and responses:
+        _response_columns(row, completion)
+        if error is None and completion.get("status") == "failed":
+            failure = completion.get("error")
+            row["error"] = failure if isinstance(failure, dict) else {"message": "failed"}
+    elif completion is not None:
         row["response"] = completion
         row["completion_id"] = _str_or_none(completion.get("id"))
         usage = completion.get("usage")
@@ -145,7 +170,7 @@ def build_row(
 def called_a_tool(message: Any) -> bool:
     """An assistant message with a non-empty ``tool_calls`` list or a legacy ``function_call``.
 
-    Migration 0011 states the same test in SQL to backfill ``has_tool_calls``: keep them equal."""
+    Migration 0012 states the same test in SQL to backfill ``has_tool_calls``: keep them equal."""
     if not isinstance(message, dict):
         return False
     if isinstance(message.get("function_call"), dict):
@@ -160,6 +185,25 @@ def _request_called_a_tool(request: dict[str, Any]) -> bool:
         return False
     return any(
         isinstance(m, dict) and m.get("role") == "assistant" and called_a_tool(m) for m in messages
+    )
+
+
+def _response_columns(row: dict[str, Any], response: dict[str, Any]) -> None:
+    """A Responses API answer's columns, named as a chat completion's are."""
+    row["response"] = response
+    row["completion_id"] = _str_or_none(response.get("id"))
+    usage = response.get("usage")
+    if isinstance(usage, dict):
+        row["usage"] = usage
+        chat = usage_as_chat(usage) or {}
+        row["prompt_tokens"] = _int_or_none(chat.get("prompt_tokens"))
+        row["completion_tokens"] = _int_or_none(chat.get("completion_tokens"))
+        row["total_tokens"] = _int_or_none(chat.get("total_tokens"))
+    row["finish_reason"] = finish_reason_of(response)
+    output = response.get("output")
+    row["has_tool_calls"] = row["has_tool_calls"] or (
+        isinstance(output, list)
+        and any(isinstance(item, dict) and item.get("type") == "function_call" for item in output)
     )
 
 
@@ -182,8 +226,9 @@ def _parse_response(exchange: Exchange) -> tuple[dict[str, Any] | None, dict[str
         return None, {"message": f"undecodable body: {exc}", "type": "capture_error"}
     ok = exchange.status_code is not None and 200 <= exchange.status_code < 300
     if ok and exchange.stream and b"data:" in body[:4096]:
+        rebuild = accumulate_response_sse if exchange.api == RESPONSES else accumulate_sse
         try:
-            return accumulate_sse(body), None
+            return rebuild(body), None
         except StreamError as exc:
             return None, exc.error if isinstance(exc.error, dict) else {"message": str(exc.error)}
     try:
@@ -193,7 +238,8 @@ def _parse_response(exchange: Exchange) -> tuple[dict[str, Any] | None, dict[str
         return None, {"message": "response was not JSON", "type": "capture_error", "body": text}
     if not isinstance(parsed, dict):
         return None, {"message": "response was not a JSON object", "type": "capture_error"}
-    if ok and "error" not in parsed:
+    # A Responses object always carries "error", null when it succeeded.
+    if ok and parsed.get("error") is None:
         return parsed, None
     error = parsed.get("error", parsed)
     return None, error if isinstance(error, dict) else {"message": str(error)}

@@ -16,12 +16,14 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
+import anyio.to_thread
 import orjson
 from litestar import Request, Response
 from litestar.response import Stream
 from multidict import CIMultiDict
+from sqlalchemy import Engine
 
-from finetune import Route, Target
+from finetune import Route, Target, history_of
 from proxy._errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -31,17 +33,27 @@ from proxy._errors import (
 )
 from proxy._metrics import Metrics
 from proxy.gateway._auth import Caller
-from proxy.gateway._capture import Exchange
+from proxy.gateway._capture import CHAT, RESPONSES, Exchange, decode_body
 from proxy.gateway._router import RouteTable
 from proxy.gateway._shadow import ShadowRunner, send_shadow
 from proxy.gateway._sink import CaptureSink
+from proxy.gateway._translate import (
+    StreamTranslator,
+    chat_request,
+    new_item_id,
+    response_from_completion,
+)
 from proxy.gateway._upstream import Upstream, request_headers, response_headers
+from storage import get_capture_by_completion_id, session_scope
 
 log = logging.getLogger("stillroom.forward")
 
 # Bodies up to this size come back with a Content-Length; larger ones stream through.
 _BUFFER_LIMIT = 1024 * 1024
 _EVENT_STREAM = "text/event-stream"
+_JSON = "application/json"
+_HISTORY_POLL_SECONDS = 0.05
+_PATHS = {CHAT: "/chat/completions", RESPONSES: "/responses"}
 
 
 class Forwarder:
@@ -57,6 +69,8 @@ class Forwarder:
         upstream_keys: Mapping[str, str] | None = None,
         upstream_model: Callable[[str, str], str] | None = None,
         max_request_bytes: int = 32 * 1024 * 1024,
+        engine: Engine | None = None,
+        history_wait_seconds: float = 1.0,
     ) -> None:
         self._upstream = upstream
         self._max_request_bytes = max_request_bytes
@@ -70,11 +84,25 @@ class Forwarder:
         self._keys = dict(upstream_keys or {})
         # (upstream, model) -> the name that upstream knows the model by.
         self._upstream_model = upstream_model or _same_model
+        # Where a translated Responses call finds the turns its previous_response_id names.
+        self._engine = engine
+        # A turn may name the response of a moment ago, still on its way to the store.
+        self._history_wait = history_wait_seconds
 
     async def chat_completion(
         self, request: Request[Any, Any, Any], caller: Caller
     ) -> Response[Any]:
+        return await self._create(request, caller, CHAT)
+
+    async def response(self, request: Request[Any, Any, Any], caller: Caller) -> Response[Any]:
+        """``POST /v1/responses``: relayed and captured as chat completions are."""
+        return await self._create(request, caller, RESPONSES)
+
+    async def _create(
+        self, request: Request[Any, Any, Any], caller: Caller, api: str
+    ) -> Response[Any]:
         started = time.perf_counter()
+        path = _PATHS[api]
         content_type = request.headers.get("content-type")
         if content_type is not None and "json" not in content_type.lower():
             raise UnsupportedMediaType(
@@ -94,6 +122,7 @@ class Forwarder:
             upstream=self._upstream.name,
             served_model=model if isinstance(model, str) else None,
             stream=payload.get("stream") is True,
+            api=api,
         )
         headers = request_headers(request.scope["headers"], caller.upstream_key)
         if encoding is not None:
@@ -103,7 +132,7 @@ class Forwarder:
             self._routes.get(model) if self._routes is not None and isinstance(model, str) else None
         )
         if route is None:
-            url = self._upstream.url("/chat/completions", query) if query else self._chat_url
+            url = self._chat_url if api == CHAT and not query else self._upstream.url(path, query)
             upstream = await self._post(self._upstream, url, body, headers, exchange, started)
         else:
             upstream = await self._post_routed(route, payload, headers, query, exchange, started)
@@ -111,6 +140,8 @@ class Forwarder:
         exchange.status_code = upstream.status
         exchange.upstream_request_id = upstream.headers.get("x-request-id")
         exchange.content_encoding = upstream.headers.get("content-encoding")
+        if exchange.translated and 200 <= upstream.status < 300:
+            return await self._translated(upstream, payload, exchange, started)
         out_headers = response_headers(upstream.headers)
         content_type = upstream.headers.get("content-type", "")
         if exchange.stream and content_type.startswith(_EVENT_STREAM):
@@ -170,9 +201,13 @@ class Forwarder:
         if target.role != "student" or teacher is None or teacher == target:
             teacher = None
         upstream, sent_headers = self._target(target, headers, exchange, started)
-        url = upstream.url("/chat/completions", query)
-        body = orjson.dumps(
-            {**payload, "model": self._upstream_model(target.upstream, target.model)}
+        url, body, sent_headers = await self._prepare(
+            upstream,
+            self._upstream_model(target.upstream, target.model),
+            payload,
+            query,
+            sent_headers,
+            exchange,
         )
         if teacher is None:
             return await self._post(upstream, url, body, sent_headers, exchange, started)
@@ -202,11 +237,46 @@ class Forwarder:
             "stillroom_fallback_reason": reason[:500],
         }
         upstream, sent_headers = self._target(teacher, headers, exchange, started)
-        body = orjson.dumps(
-            {**payload, "model": self._upstream_model(teacher.upstream, teacher.model)}
+        url, body, sent_headers = await self._prepare(
+            upstream,
+            self._upstream_model(teacher.upstream, teacher.model),
+            payload,
+            query,
+            sent_headers,
+            exchange,
         )
-        url = upstream.url("/chat/completions", query)
         return await self._post(upstream, url, body, sent_headers, exchange, started)
+
+    async def _prepare(
+        self,
+        upstream: Upstream,
+        model: str,
+        payload: dict[str, Any],
+        query: bytes,
+        headers: CIMultiDict[str],
+        exchange: Exchange,
+    ) -> tuple[str, bytes, CIMultiDict[str]]:
+        """(url, body, headers) of the call to ``upstream``: as the client sent it with the
+        target's model, or, for a Responses call to a chat-only upstream, as chat."""
+        exchange.translated = exchange.api == RESPONSES and upstream.api == CHAT
+        if not exchange.translated:
+            body = orjson.dumps({**payload, "model": model})
+            return upstream.url(_PATHS[exchange.api], query), body, headers
+        history: list[dict[str, Any]] = []
+        previous = payload.get("previous_response_id")
+        if isinstance(previous, str) and self._engine is not None:
+            deadline = time.monotonic() + self._history_wait
+            for _ in range(int(self._history_wait / _HISTORY_POLL_SECONDS) + 1):
+                found = await anyio.to_thread.run_sync(_history, self._engine, previous)
+                if found is not None or time.monotonic() >= deadline:
+                    break
+                await anyio.sleep(_HISTORY_POLL_SECONDS)
+            history = found or []
+        body = orjson.dumps(chat_request(payload, model, history))
+        # The answer is read to be translated: it must come as plain bytes.
+        plain = headers.copy()
+        plain["accept-encoding"] = "identity"
+        return upstream.url(_PATHS[CHAT], query), body, plain
 
     def _target(
         self, target: Target, headers: CIMultiDict[str], exchange: Exchange, started: float
@@ -248,6 +318,7 @@ class Forwarder:
             headers["authorization"] = f"Bearer {key}"
         self._shadows.submit(
             send_shadow(
+                api=served.api,
                 upstream=upstream,
                 teacher=teacher,
                 alias=alias,
@@ -260,8 +331,62 @@ class Forwarder:
             )
         )
 
+    async def _translated(
+        self,
+        upstream: aiohttp.ClientResponse,
+        payload: dict[str, Any],
+        exchange: Exchange,
+        started: float,
+    ) -> Response[Any]:
+        """A chat-only upstream's answer, as the Responses object or events asked for."""
+        response_id = new_item_id("resp")
+        out_headers = {
+            k: v
+            for k, v in response_headers(upstream.headers).items()
+            if k not in ("content-type", "content-length", "content-encoding")
+        }
+        exchange.content_encoding = None
+        exchange.extra_metadata = {
+            **(exchange.extra_metadata or {}),
+            "stillroom_upstream_api": CHAT,
+        }
+        content_type = upstream.headers.get("content-type", "")
+        if exchange.stream and content_type.startswith(_EVENT_STREAM):
+            translator = StreamTranslator(payload, response_id)
+            return Stream(
+                self._relay_stream(upstream, exchange, started, translator),
+                status_code=upstream.status,
+                headers=out_headers,
+                media_type=_EVENT_STREAM,
+            )
+        try:
+            data = decode_body(await upstream.read(), upstream.headers.get("content-encoding"))
+        except BaseException as exc:
+            upstream.close()
+            self._fail(exchange, started, exc)
+            raise _translate(exc) from exc
+        upstream.release()
+        try:
+            completion = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            completion = None
+        if not isinstance(completion, dict):
+            exchange.body = data
+            self._finish(exchange, started)
+            raise UpstreamUnavailable(
+                "The chat upstream's answer was not a chat completion.", code="upstream_invalid"
+            )
+        body = orjson.dumps(response_from_completion(completion, payload, response_id))
+        exchange.body = body
+        self._finish(exchange, started)
+        return Response(body, status_code=upstream.status, headers=out_headers, media_type=_JSON)
+
     async def _relay_stream(
-        self, upstream: aiohttp.ClientResponse, exchange: Exchange, started: float
+        self,
+        upstream: aiohttp.ClientResponse,
+        exchange: Exchange,
+        started: float,
+        translator: StreamTranslator | None = None,
     ) -> AsyncIterator[bytes]:
         chunks: list[bytes] = []
         completed = False
@@ -269,8 +394,17 @@ class Forwarder:
             async for chunk in upstream.content.iter_any():
                 if not chunks:
                     exchange.ttfb_ms = _ms_since(started)
+                if translator is not None:
+                    chunk = translator.feed(chunk)
+                    if not chunk:
+                        continue
                 chunks.append(chunk)
                 yield chunk
+            if translator is not None and not translator.completed:
+                # The chat stream ended without [DONE]: the answer is whole all the same.
+                tail = translator.finish()
+                chunks.append(tail)
+                yield tail
             completed = True
         except (TimeoutError, aiohttp.ClientError) as exc:
             exchange.error_kind = (
@@ -304,13 +438,21 @@ class Forwarder:
         else:
             exchange.error_kind = "connection"
             exchange.error_message = f"could not reach the upstream: {exc}"
-        log.warning("chat completion failed upstream: %s", exchange.error_message)
+        log.warning("%s call failed upstream: %s", exchange.api, exchange.error_message)
         self._finish(exchange, started)
 
     def _finish(self, exchange: Exchange, started: float) -> None:
         exchange.total_ms = _ms_since(started)
         self._sink.submit(exchange)
-        self._metrics.observe("chat", exchange.status_code, exchange.total_ms)
+        self._metrics.observe(exchange.api, exchange.status_code, exchange.total_ms)
+
+
+def _history(engine: Engine, previous_id: str) -> list[dict[str, Any]] | None:
+    """The thread up to ``previous_id``; None while that response is not in the store."""
+    with session_scope(engine) as session:
+        if get_capture_by_completion_id(previous_id, session=session, api=RESPONSES) is None:
+            return None
+        return history_of(previous_id, session=session)
 
 
 def _parse_json_object(body: bytes) -> dict[str, Any]:

@@ -93,6 +93,7 @@ def named_upstreams(settings: Settings) -> tuple[dict[str, Upstream], dict[str, 
             base_url=config.base_url,
             timeout_seconds=settings.upstream_timeout_seconds,
             connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+            api=config.api,
         )
         for name, config in settings.upstreams.items()
     }

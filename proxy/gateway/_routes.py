@@ -27,6 +27,55 @@ async def create_chat_completion(request: Request[Any, Any, Any]) -> Response[An
     return await found.forwarder.chat_completion(request, caller)
 
 
+@post("/v1/responses", status_code=200, include_in_schema=False)
+async def create_response(request: Request[Any, Any, Any]) -> Response[Any]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    return await found.forwarder.response(request, caller)
+
+
+@get("/v1/responses/{response_id:str}", include_in_schema=False)
+async def retrieve_response(
+    request: Request[Any, Any, Any], response_id: FromPath[str]
+) -> Response[Any]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    # A streamed retrieve replays the upstream's events: only the upstream has those.
+    stored = (
+        None
+        if request.query_params.get("stream") == "true"
+        else await found.stored_responses.retrieve(caller, response_id)
+    )
+    if stored is None:
+        return await found.passthrough.forward(request, caller)
+    return _json(stored)
+
+
+@delete("/v1/responses/{response_id:str}", status_code=200, include_in_schema=False)
+async def delete_response(
+    request: Request[Any, Any, Any], response_id: FromPath[str]
+) -> Response[Any]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    deleted = await found.stored_responses.delete(caller, response_id)
+    if deleted is None:
+        return await found.passthrough.forward(request, caller)
+    return _json(deleted)
+
+
+@get("/v1/responses/{response_id:str}/input_items", include_in_schema=False)
+async def list_response_input_items(
+    request: Request[Any, Any, Any], response_id: FromPath[str]
+) -> Response[Any]:
+    found = services(request)
+    caller = await found.auth.caller(request.headers.get("authorization"))
+    query = dict(request.query_params)
+    listed = await found.stored_responses.input_items(caller, response_id, query)
+    if listed is None:
+        return await found.passthrough.forward(request, caller)
+    return _json(listed)
+
+
 @get("/v1/chat/completions", include_in_schema=False)
 async def list_chat_completions(request: Request[Any, Any, Any]) -> Response[bytes]:
     found = services(request)
@@ -132,6 +181,10 @@ ROUTES = [
     update_chat_completion,
     delete_chat_completion,
     list_chat_completion_messages,
+    create_response,
+    retrieve_response,
+    delete_response,
+    list_response_input_items,
     pass_through,
     healthz,
     readyz,

@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 
 from finetune import Target
 from proxy._metrics import Metrics
-from proxy.gateway._capture import Exchange
+from proxy.gateway._capture import CHAT, RESPONSES, Exchange
 from proxy.gateway._sink import CaptureSink
 from proxy.gateway._upstream import Upstream
 
@@ -75,6 +75,7 @@ class ShadowRunner:
 
 async def send_shadow(
     *,
+    api: str = CHAT,
     upstream: Upstream,
     teacher: Target,
     alias: str,
@@ -95,12 +96,15 @@ async def send_shadow(
         upstream=teacher.upstream,
         served_model=teacher.model,
         alias=alias,
+        api=api,
         extra_tags=[SHADOW_TAG],
         extra_metadata={SHADOW_OF: served_capture_id},
     )
     try:
         async with upstream.session.post(
-            upstream.url("/chat/completions"), data=orjson.dumps(sent), headers=headers
+            upstream.url("/responses" if api == RESPONSES else "/chat/completions"),
+            data=orjson.dumps(sent),
+            headers=headers,
         ) as answer:
             exchange.status_code = answer.status
             exchange.upstream_request_id = answer.headers.get("x-request-id")

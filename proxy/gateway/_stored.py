@@ -21,6 +21,7 @@ from storage import (
 )
 
 _MAX_LIMIT = 100
+_DEFAULT_LIMIT = 20
 _MAX_METADATA_KEYS = 16
 
 
@@ -29,8 +30,8 @@ class StoredCompletions:
         self._engine = engine
 
     async def list(self, caller: Caller, query: Mapping[str, str]) -> dict[str, Any]:
-        limit = _int_param(query.get("limit"), "limit", default=20, low=1, high=_MAX_LIMIT)
-        order = _order(query.get("order"))
+        limit = limit_param(query.get("limit"))
+        order = order_param(query.get("order"), default="asc")
         metadata = {
             key[len("metadata[") : -1]: value
             for key, value in query.items()
@@ -48,7 +49,7 @@ class StoredCompletions:
                     limit=limit,
                     order=order,
                 )
-                return _page([completion_object(row) for row in rows], has_more)
+                return page([completion_object(row) for row in rows], has_more)
 
         return await anyio.to_thread.run_sync(run)
 
@@ -82,8 +83,8 @@ class StoredCompletions:
     async def messages(
         self, caller: Caller, completion_id: str, query: Mapping[str, str]
     ) -> dict[str, Any]:
-        limit = _int_param(query.get("limit"), "limit", default=20, low=1, high=_MAX_LIMIT)
-        order = _order(query.get("order"))
+        limit = limit_param(query.get("limit"))
+        order = order_param(query.get("order"), default="asc")
 
         def run() -> list[dict[str, Any]]:
             with session_scope(self._engine) as session:
@@ -93,17 +94,11 @@ class StoredCompletions:
 
         messages = await anyio.to_thread.run_sync(run)
         items = [_message_object(completion_id, i, m) for i, m in enumerate(messages)]
-        if order == "desc":
-            items.reverse()
-        after = query.get("after")
-        if after is not None:
-            ids = [item["id"] for item in items]
-            items = items[ids.index(after) + 1 :] if after in ids else []
-        return _page(items[:limit], len(items) > limit)
+        return page_after(items, order=order, after=query.get("after"), limit=limit)
 
     def _get(self, completion_id: str, caller: Caller, session: Any) -> Capture:
         capture = get_capture_by_completion_id(
-            completion_id, session=session, api_key_id=caller.key_id
+            completion_id, session=session, api_key_id=caller.key_id, api="chat"
         )
         if capture is None or capture.response is None:
             raise NotFound(
@@ -133,7 +128,19 @@ def _message_object(completion_id: str, index: int, message: Any) -> dict[str, A
     return item
 
 
-def _page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+def page_after(
+    items: list[dict[str, Any]], *, order: Order, after: str | None, limit: int
+) -> dict[str, Any]:
+    """One page of ``items`` (in ascending order as given), as OpenAI's list calls give it."""
+    if order == "desc":
+        items = items[::-1]
+    if after is not None:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    return page(items[:limit], len(items) > limit)
+
+
+def page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
     return {
         "object": "list",
         "data": items,
@@ -143,23 +150,25 @@ def _page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
     }
 
 
-def _int_param(raw: str | None, name: str, *, default: int, low: int, high: int) -> int:
+def limit_param(raw: str | None) -> int:
+    """OpenAI's spec gives ``limit`` no bounds: 0 asks for an empty page (``has_more`` still
+    says whether anything is there), and more than 100 is served as a page of 100."""
     if raw is None:
-        return default
+        return _DEFAULT_LIMIT
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidRequest(f"'{name}' must be an integer.", param=name) from None
-    if not low <= value <= high:
-        raise InvalidRequest(f"'{name}' must be between {low} and {high}.", param=name)
-    return value
+        raise InvalidRequest("'limit' must be an integer.", param="limit") from None
+    if value < 0:
+        raise InvalidRequest("'limit' must not be negative.", param="limit")
+    return min(value, _MAX_LIMIT)
 
 
-def _order(raw: str | None) -> Order:
-    if raw is None or raw == "asc":
-        return "asc"
-    if raw == "desc":
-        return "desc"
+def order_param(raw: str | None, *, default: Order) -> Order:
+    if raw is None:
+        return default
+    if raw in ("asc", "desc"):
+        return "asc" if raw == "asc" else "desc"
     raise InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
 
 

@@ -42,8 +42,11 @@ class Upstream:
         base_url: str,
         timeout_seconds: float,
         connect_timeout_seconds: float,
+        api: str = "responses",
     ) -> None:
         self.name = name
+        self.api = api
+        """``chat`` when it speaks only chat completions: Responses calls are translated."""
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_seconds, sock_read=timeout_seconds

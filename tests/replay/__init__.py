@@ -22,11 +22,13 @@ from ._cassettes import (
     split_sse_events,
 )
 from ._faults import CutStream, Delay, EndlessStream, ErrorReply, Fault, FaultPlan
+from ._responses_recordings import RESPONSES_DIR, responses_recording
 from ._server import ReceivedRequest, ReplayUpstream
 
 __all__ = [
     "CATEGORIES",
     "RECORDINGS_DIR",
+    "RESPONSES_DIR",
     "CassetteError",
     "CutStream",
     "Delay",
@@ -40,5 +42,6 @@ __all__ = [
     "all_cassettes",
     "load_cassette",
     "recording",
+    "responses_recording",
     "split_sse_events",
 ]

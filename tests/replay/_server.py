@@ -222,6 +222,10 @@ class ReplayUpstream:
             return None
         incoming = _comparable(body)
         equal = [(i, item) for i, item in candidates if _comparable(item.request_body) == incoming]
+        if not equal and isinstance(incoming, dict):
+            # No recording of this very body: at least answer a stream with a stream.
+            streamed = incoming.get("stream") is True
+            candidates = [c for c in candidates if c[1].is_event_stream == streamed] or candidates
         unused = [(i, item) for i, item in equal or candidates if i not in self._used]
         # Replaying again once everything is used keeps repeated calls in one test working.
         index, chosen = (unused or equal or candidates)[0]

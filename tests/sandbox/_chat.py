@@ -61,14 +61,24 @@ def _wants_json(request: dict[str, Any]) -> bool:
 
 
 def _tool_call(request: dict[str, Any], model: str, messages: list[Any]) -> dict[str, Any] | None:
+    """Each offered tool is called once, in order (a hand-off is a tool too); once every one
+    has been called, the model answers."""
     tools = request.get("tools") or []
     if not tools or request.get("tool_choice") == "none":
         return None
-    if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
+    called = {
+        (call.get("function") or {}).get("name")
+        for message in messages
+        if isinstance(message, dict) and message.get("role") == "assistant"
+        for call in message.get("tool_calls") or []
+        if isinstance(call, dict)
+    }
+    names = [tool.get("function", {}).get("name", "tool") for tool in tools]
+    name = next((n for n in names if n not in called), None)
+    if name is None:
         return None
-    name = tools[0].get("function", {}).get("name", "tool")
     arguments = json.dumps({"query": last_user_text(messages)})
-    call_id = "call_" + hashlib.sha256(f"{model}{arguments}".encode()).hexdigest()[:20]
+    call_id = "call_" + hashlib.sha256(f"{model}{name}{arguments}".encode()).hexdigest()[:20]
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 

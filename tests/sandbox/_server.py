@@ -1,4 +1,5 @@
-"""The sandbox upstream's HTTP surface (aiohttp): chat completions, models, files, fine-tuning.
+"""The sandbox upstream's HTTP surface (aiohttp): chat completions, responses, models, files,
+fine-tuning.
 
 Every response carries ``x-stillroom-sandbox: true`` and the start-up banner says plainly that
 this is not OpenAI. It is for tests and ``make demo``; nothing makes it a default upstream.
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from tests.sandbox._chat import completion, judge_verdict, stream_chunks
 from tests.sandbox._jobs import Sandbox, SandboxConfig, SandboxError
+from tests.sandbox._responses import response, stream_events
 
 log = logging.getLogger("stillroom.sandbox")
 
@@ -94,6 +96,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def responses(request: web.Request) -> web.StreamResponse:
+    body = await _read_json(request)
+    whole = response(_sandbox(request), body, next(_numbers))
+    if not body.get("stream"):
+        return web.json_response(whole)
+    answer = web.StreamResponse(
+        headers={"content-type": "text/event-stream", SANDBOX_HEADER: "true"}
+    )
+    await answer.prepare(request)
+    for event in stream_events(whole):
+        data = json.dumps(event).encode()
+        await answer.write(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
+    await answer.write_eof()
+    return answer
+
+
 async def models(request: web.Request) -> web.Response:
     names = ["gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14"]
     names += _sandbox(request).models()
@@ -147,6 +165,7 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> web.Application:
     app = web.Application(middlewares=[_label_and_errors], client_max_size=512 * 1024 * 1024)
     app[_SANDBOX_KEY] = Sandbox(config or SandboxConfig())
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/responses", responses)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/files", upload_file)
     app.router.add_get("/v1/files/{file_id}", retrieve_file)

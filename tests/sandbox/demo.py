@@ -140,6 +140,23 @@ class Demo:
             served[answer.model] = served.get(answer.model, 0) + 1
         return served
 
+    def ask_responses(self, first: int, count: int) -> dict[str, int]:
+        """Responses API clients (``client.responses.create``), each with a follow-up turn
+        that names the first by ``previous_response_id``."""
+        served: dict[str, int] = {}
+        for n in range(first, first + count):
+            answer = self.client.responses.create(
+                model=ALIAS,
+                instructions="You are a terse maths helper.",
+                input=f"What is {n} cubed?",
+            )
+            again = self.client.responses.create(
+                model=ALIAS, input="And halved?", previous_response_id=answer.id
+            )
+            for model in (answer.model, again.model):
+                served[model] = served.get(model, 0) + 1
+        return served
+
     def stop(self) -> None:
         self.server.send_signal(signal.SIGTERM)
         self.server.wait(30)
@@ -193,7 +210,11 @@ def run(threshold: int, keep: bool) -> None:
             )
             say(f"{threshold} requests through the alias with the openai SDK")
             note(f"served by: {demo.ask(1, threshold)}")
+            say("Responses API clients through the same alias (client.responses.create)")
+            note(f"served by: {demo.ask_responses(1, 3)}")
             time.sleep(0.5)
+            responses = demo.admin("GET", "/admin/captures", params={"limit": 500})["data"]
+            note(f"captured as responses: {sum(c.get('api') == 'responses' for c in responses)}")
             approved = demo.admin(
                 "GET", "/admin/captures", params={"status": "approved", "limit": 500}
             )
