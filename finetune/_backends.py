@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 Auto = Literal["auto"]
 
@@ -136,9 +136,10 @@ class TrainingBackend(Protocol):
 
 
 class BackendConfig(BaseModel):
-    """One configured training backend."""
+    """One configured training backend. Keys beyond these are the settings of another kind
+    (``local``: see ``LocalTrainingConfig``); its factory checks them, and ``openai`` has none."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     kind: str = "openai"
     """Which registered implementation: ``openai`` unless another is registered."""
@@ -152,6 +153,13 @@ class BackendConfig(BaseModel):
     file_retry_seconds: float = Field(default=5.0, ge=0)
     """Pause between tries while the backend says a file is still being processed."""
     file_retry_attempts: int = Field(default=12, ge=0)
+
+    @model_validator(mode="after")
+    def _openai_has_no_other_keys(self) -> BackendConfig:
+        if self.kind == "openai" and self.model_extra:
+            unknown = ", ".join(sorted(self.model_extra))
+            raise ValueError(f"unknown setting(s) of an openai training backend: {unknown}")
+        return self
 
 
 BackendFactory = Callable[[str, BackendConfig], TrainingBackend]
@@ -173,11 +181,33 @@ def make_backend(name: str, config: BackendConfig) -> TrainingBackend:
 
         factory = openai_from_config
     if factory is None:
-        known = ", ".join(sorted({"openai", *_FACTORIES}))
+        factory = _entry_point_factory(config.kind)
+    if factory is None:
+        known = ", ".join(sorted({"openai", "local", *_FACTORIES}))
         raise InvalidTrainingRequest(
             f"unknown training backend kind '{config.kind}' (known: {known})", param="backend"
         )
     return factory(name, config)
+
+
+ENTRY_POINT_GROUP = "stillroom.training_backends"
+
+
+def _entry_point_factory(kind: str) -> BackendFactory | None:
+    """A backend kind a package registers under ``ENTRY_POINT_GROUP`` (``local`` is ours)."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP, name=kind):
+        factory: BackendFactory = entry.load()
+        _FACTORIES[kind] = factory
+        return factory
+    if kind == "local":
+        # Not installed as a package (a checkout run in place): the same factory, directly.
+        from finetune.training.local import local_from_config
+
+        _FACTORIES[kind] = local_from_config
+        return local_from_config
+    return None
 
 
 class TrainingError(Exception):
