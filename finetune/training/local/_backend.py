@@ -32,8 +32,11 @@ from finetune._backends import (
     FileProcessingFailed,
     InvalidTrainingRequest,
     JobSpec,
+    TrainingConfig,
     TrainingJobNotFound,
 )
+from finetune._tokens import TokenCounter
+from finetune._validate import ValidationOptions
 from finetune.training.local._config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BETA,
@@ -362,6 +365,42 @@ class LocalBackend:
         return self.status(job_id)
 
     # -- for the validator and the serving side -------------------------------------------------
+
+    def validation_options(self, config: TrainingConfig) -> ValidationOptions | None:
+        """Token counts with the base model's own tokenizer, and its context length (the
+        smaller of ``max_length`` and the model's positions); None when the base model or its
+        ``tokenizer.json`` is not at hand (the launch then refuses a missing model itself)."""
+        try:
+            base = Path(
+                resolve_base_model(config.base_model, allow_downloads=self.config.allow_downloads)
+            )
+        except InvalidTrainingRequest:
+            return None
+        if not (base / "tokenizer.json").is_file():
+            return None
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            return None
+        tokenizer = Tokenizer.from_file(str(base / "tokenizer.json"))
+
+        def encode(text: str) -> list[int]:
+            return list(tokenizer.encode(text, add_special_tokens=False).ids)
+
+        limit = self.config.max_length
+        try:
+            positions = orjson.loads((base / "config.json").read_bytes()).get(
+                "max_position_embeddings"
+            )
+        except (OSError, orjson.JSONDecodeError, AttributeError):
+            positions = None
+        if isinstance(positions, int) and positions > 0:
+            limit = min(limit, positions)
+        return ValidationOptions(
+            base_model=config.base_model,
+            counter=TokenCounter.from_encoder(f"{base.name} tokenizer", encode),
+            token_limit=limit,
+        )
 
     def artifacts(self, job_id: str) -> dict[str, Path]:
         """The trained outputs there are: ``adapter``, ``model``, ``merged`` folders."""

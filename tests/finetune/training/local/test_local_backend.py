@@ -283,3 +283,43 @@ def test_settings_of_the_local_kind_are_checked() -> None:
     backend = make_backend("gpu", BackendConfig(kind="local", tuning="full", max_length=64))
     assert isinstance(backend, LocalBackend)
     assert backend.config == LocalTrainingConfig(tuning="full", max_length=64)
+
+
+def test_the_validator_counts_with_the_base_models_tokenizer_and_context(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    from finetune import split_lines, validate_jsonl
+
+    backend = _backend(tmp_path, max_length=200)
+    options = backend.validation_options(TrainingConfig(base_model=str(tiny_model)))
+    assert options is not None
+    assert options.token_limit == 200
+    assert options.counter is not None
+    text = "The weather in Paris is sunny today."
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    assert options.counter.text(text) == len(tokenizer(text, add_special_tokens=False).input_ids)
+    long = {
+        "messages": [{"role": "user", "content": text * 40}, {"role": "assistant", "content": text}]
+    }
+    report = validate_jsonl(split_lines(_jsonl([*chat_examples(10, tools=False), long])), options)
+    assert report.encoding == "tiny-qwen2 tokenizer"
+    assert report.token_limit == 200
+    assert report.over_token_limit == [11]
+
+
+def test_the_server_side_never_imports_the_training_libraries(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, proxy._app, finetune\n"
+        "from finetune.training.local import LocalBackend, LocalTrainingConfig\n"
+        f"b = LocalBackend('local', LocalTrainingConfig(root={str(tmp_path)!r}))\n"
+        "b.upload(b'{}', filename='x.jsonl')\n"
+        "heavy = {'torch', 'transformers', 'trl', 'peft', 'datasets'} & set(sys.modules)\n"
+        "print(sorted(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
