@@ -285,7 +285,9 @@ class LocalBackend:
         status = folder.status()
         if status.get("state") not in TERMINAL and not self._alive(folder):
             status = folder.status()  # it may have finished as we looked
-            if status.get("state") not in TERMINAL:
+            if status.get("state") not in TERMINAL and self._resume(folder, status):
+                status = folder.status()
+            elif status.get("state") not in TERMINAL:
                 pid = folder.pid()
                 tail = folder.log_tail(3)
                 message = (
@@ -300,6 +302,28 @@ class LocalBackend:
                 folder.event("error", f"The job failed: {message}"[:4000])
                 status = folder.status()
         return _backend_status(job_id, status)
+
+    def _resume(self, folder: JobFolder, status: Mapping[str, Any]) -> bool:
+        """Start a dead worker again from its last checkpoint, when one is saved, attempts are
+        left and no cancel began. Only one backend (of several replicas) does it."""
+        attempt = int(status.get("resumes") or 0) + 1
+        found = folder.checkpoints()
+        if not found or attempt > self.config.resume_attempts or folder.cancel_file.exists():
+            return False
+        try:
+            (folder.path / f"resume-{attempt}").open("x").close()
+        except FileExistsError:
+            return True  # another backend is restarting it
+        pid = folder.pid()
+        folder.write_status("queued", resumes=attempt)
+        folder.event(
+            "warning",
+            f"The training worker (pid {pid[0] if pid else '?'}) ended without a final status "
+            f"(killed, or out of memory); resuming from the checkpoint at step {found[-1][0]} "
+            f"(attempt {attempt} of {self.config.resume_attempts})",
+        )
+        self._spawn(folder)
+        return True
 
     def events(self, job_id: str, *, after: str | None = None) -> list[BackendEvent]:
         found = self.job_folder(job_id).events()
@@ -349,6 +373,7 @@ class LocalBackend:
         folder = self.job_folder(job_id)
         if folder.status().get("state") in TERMINAL:
             return self.status(job_id)
+        folder.cancel_file.touch()
         found = folder.pid()
         if found is not None and process_alive(*found):
             _signal_group(found[0], signal.SIGTERM)

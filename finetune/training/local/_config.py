@@ -53,6 +53,9 @@ class LocalTrainingConfig(BaseModel):
     save_total_limit: int = Field(default=3, ge=1)
     merge: bool = False
     """Also write ``merged/``: the base with the adapter merged in (for servers without LoRA)."""
+    resume_attempts: int = Field(default=2, ge=0)
+    """A worker that ended without a final status (killed, out of memory) is started again this
+    many times, resuming from its last checkpoint; with none saved yet, the job fails."""
     cancel_grace_seconds: float = Field(default=5.0, ge=0)
     """After SIGTERM, how long the worker has before SIGKILL."""
     learning_rates: dict[str, float] = Field(default_factory=dict)

@@ -8,6 +8,8 @@
         events.jsonl       one event a line (messages and metrics), appended
         metrics.jsonl      step, epoch, loss, learning_rate, eval_loss, tokens_per_second
         pid                "<pid> <start time>" of the worker, its process group leader
+        cancel             present once a cancel began
+        resume-<n>         taken (exclusively) by the one backend that restarts a dead worker
         worker.log         the worker's stdout and stderr
         checkpoints/       checkpoint-<step>/ as the trainer saves them
         adapter/           the LoRA adapter (adapter_model.safetensors, adapter_config.json)
@@ -120,6 +122,11 @@ class JobFolder:
         return self.path / "pid"
 
     @property
+    def cancel_file(self) -> Path:
+        """Present once a cancel began: a dead worker is then not resumed."""
+        return self.path / "cancel"
+
+    @property
     def log_file(self) -> Path:
         return self.path / "worker.log"
 
@@ -194,13 +201,14 @@ class JobFolder:
         return int(parts[0]), parts[1] if len(parts) > 1 else None
 
     def checkpoints(self) -> list[tuple[int, Path]]:
-        """(step, folder) of each saved checkpoint, by step."""
+        """(step, folder) of each checkpoint saved whole, by step."""
         if not self.checkpoints_dir.is_dir():
             return []
         found = []
         for child in self.checkpoints_dir.iterdir():
             match = _CHECKPOINT.match(child.name)
-            if match and child.is_dir():
+            # trainer_state.json is written last: a checkpoint without it is half saved.
+            if match and (child / "trainer_state.json").is_file():
                 found.append((int(match.group(1)), child))
         return sorted(found)
 

@@ -323,3 +323,27 @@ def test_the_server_side_never_imports_the_training_libraries(tmp_path: Path) ->
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_killed_worker_resumes_from_its_last_checkpoint(tiny_model: Path, tmp_path: Path) -> None:
+    backend = _backend(tmp_path, save_steps=2)
+    job_id = _start(backend, tiny_model, chat_examples(16), epochs=2)
+    folder = backend.job_folder(job_id)
+    deadline = time.monotonic() + 300
+    while not folder.checkpoints() and time.monotonic() < deadline:
+        assert backend.status(job_id).state not in TERMINAL, _log(backend, job_id)
+        time.sleep(0.1)
+    step = folder.checkpoints()[-1][0]
+    found = folder.pid()
+    assert found is not None
+    os.killpg(found[0], signal.SIGKILL)
+    assert _wait(backend, job_id) == "succeeded", _log(backend, job_id)
+    messages = [e.message for e in backend.events(job_id)]
+    assert any("resuming from the checkpoint at step" in m for m in messages)
+    assert any(m.startswith("Resuming from the checkpoint at step") for m in messages)
+    assert folder.status()["resumes"] == 1
+    steps = [m["step"] for m in folder.metrics() if "loss" in m]
+    assert steps[-1] == 8
+    # The resumed worker carried on from the checkpoint's step, not from the start.
+    assert steps.count(1) == 1
+    assert step + 1 in steps
