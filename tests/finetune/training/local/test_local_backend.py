@@ -347,3 +347,39 @@ def test_a_killed_worker_resumes_from_its_last_checkpoint(tiny_model: Path, tmp_
     # The resumed worker carried on from the checkpoint's step, not from the start.
     assert steps.count(1) == 1
     assert step + 1 in steps
+
+
+def test_a_local_job_is_launched_and_tracked_like_any_other(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from finetune import job_detail, launch_job, wait_for_job
+    from storage import make_engine, upgrade
+    from tests.finetune._training_helpers import training_dataset
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'stillroom.db'}")
+    upgrade(engine)
+    dataset_id = training_dataset(engine, train=12, validation=2)
+    backend = _backend(tmp_path / "jobs")
+    config = TrainingConfig(
+        base_model=str(tiny_model),
+        suffix="squares",
+        hyperparameters=Hyperparameters(n_epochs=1, batch_size=4, learning_rate_multiplier=10),
+    )
+    job = launch_job(engine, backend, dataset_id, config)
+    assert job.backend == "local"
+    assert job.backend_job_id is not None and job.backend_job_id.startswith("ftjob-")
+    done = wait_for_job(engine, backend, job.id, poll_seconds=0.5, timeout_seconds=300)
+    assert done.state == "succeeded", _log(backend, job.backend_job_id)
+    assert done.fine_tuned_model == f"ft:tiny-qwen2:local:squares:{job.backend_job_id}"
+    detail = job_detail(engine, job.id)
+    steps = [
+        e.data["step"]
+        for e in detail.events
+        if e.type == "metrics" and e.data and "train_loss" in e.data
+    ]
+    assert steps == [1, 2, 3]
+    assert [c.step for c in detail.checkpoints] == [3]
+    assert "valid_loss" in detail.checkpoints[0].metrics
+    spec = backend.job_folder(job.backend_job_id).spec()
+    assert spec["metadata"]["stillroom_job_id"] == job.id
+    engine.dispose()
