@@ -130,8 +130,9 @@ def test_only_trained_assistant_tokens_carry_loss(tiny_model: Path) -> None:
 
 @pytest.fixture(scope="module")
 def jobs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """An SFT job and a DPO job, started together: two workers overlap their start-up."""
-    backend = _backend(tmp_path_factory.mktemp("jobs"))
+    """An SFT job and a DPO job, started together (two workers overlap their start-up), each
+    also writing the merged model."""
+    backend = _backend(tmp_path_factory.mktemp("jobs"), merge=True)
     return {
         "root": str(backend.root),
         "sft": _start(
@@ -145,7 +146,7 @@ def jobs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
 @pytest.fixture(scope="module")
 def sft_job(jobs: dict[str, str]) -> tuple[LocalBackend, str]:
-    backend = _backend(Path(jobs["root"]))
+    backend = _backend(Path(jobs["root"]), merge=True)
     job_id = jobs["sft"]
     assert _wait(backend, job_id) == "succeeded", _log(backend, job_id)
     return backend, job_id
@@ -209,6 +210,10 @@ def test_sft_adapter_loads_and_changes_the_output(
     assert not torch.allclose(base_logits, after.logits, atol=1e-3)
     # The answer it trained on is likelier with the adapter than without.
     assert float(after.loss) < base_loss - 0.2
+    # The merged model (base + adapter in one) answers as the adapter does.
+    merged = AutoModelForCausalLM.from_pretrained(backend.artifacts(job_id)["merged"])
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=ids).logits, after.logits, atol=1e-4)
 
 
 def test_dpo_job_trains_a_few_steps(jobs: dict[str, str]) -> None:
