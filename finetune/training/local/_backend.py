@@ -53,6 +53,9 @@ from finetune.training.local._folder import (
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 """Workers this process started: polled so that a finished one leaves no zombie behind."""
 
+_SPAWN_SECONDS = 30.0
+"""A job with no pid this long after it was created never got its worker."""
+
 _PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 """The folder holding the ``finetune`` package: on the worker's PYTHONPATH."""
 
@@ -278,7 +281,11 @@ class LocalBackend:
     def _alive(self, folder: JobFolder) -> bool:
         _reap()
         found = folder.pid()
-        return found is not None and process_alive(*found)
+        if found is None:
+            # Being started (the pid is written just after the worker starts), unless long ago.
+            created = folder.status().get("created_at") or 0
+            return time.time() - float(created) < _SPAWN_SECONDS
+        return process_alive(*found)
 
     def status(self, job_id: str) -> BackendStatus:
         folder = self.job_folder(job_id)
