@@ -5,7 +5,7 @@ UV := $(TOOLS)/bin/uv
 BIN := .venv/bin
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test test-vllm lint typecheck pytest postgres chromium bench demo clean
+.PHONY: install install-train run test test-vllm lint typecheck pytest postgres chromium bench demo clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -19,12 +19,24 @@ $(UV):
 
 install: .venv/.synced
 
+# The `train` extra (torch, transformers, trl, peft, ...) for the local training backend, pinned by
+# requirements/train.txt. Kept out of `uv sync`: PyPI's Linux torch is the CUDA build (~3 GB). A
+# folder of wheels holding a CPU torch (TORCH_WHEELS, /opt/wheels here) is used when present, else
+# PyTorch's CPU index; on a GPU machine install `stillroom[train]` with PyPI's torch instead.
+TORCH_WHEELS ?= /opt/wheels
+TORCH_SOURCE = $(if $(wildcard $(TORCH_WHEELS)/torch-*.whl),--find-links $(TORCH_WHEELS),--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+.venv/.train: .venv/.synced requirements/train.txt
+	$(UV) pip install --python $(BIN)/python --compile-bytecode $(TORCH_SOURCE) -r requirements/train.txt
+	@touch $@
+
+install-train: .venv/.train
+
 ## Start stillroom on 127.0.0.1:8000 with SQLite at ./stillroom.db (serve migrates first).
 run: install
 	$(BIN)/stillroom serve
 
 ## ruff, mypy --strict, then pytest against SQLite and PostgreSQL.
-test: install lint typecheck postgres chromium pytest
+test: install install-train lint typecheck postgres chromium pytest
 
 ## Also refuses a tracked file (docs aside) that reads outside the checkout: see .ci/check-self-contained.
 lint: install
@@ -35,7 +47,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install install-train
 	@$(BIN)/python -m compileall -q proxy finetune storage tests bench > /dev/null
 	$(BIN)/pytest -n 2 --dist loadfile
 

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import importlib.resources
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,8 +145,17 @@ class TokenCounter:
 
     def __init__(self, encoding: tiktoken.Encoding) -> None:
         self.encoding_name = encoding.name
-        self._encode = encoding.encode_ordinary
+        self._encode: Callable[[str], Sequence[int]] = encoding.encode_ordinary
         self._cache: dict[str, int] = {}
+
+    @classmethod
+    def from_encoder(cls, name: str, encode: Callable[[str], Sequence[int]]) -> TokenCounter:
+        """Counting with another tokenizer (a self-hosted base model's), named ``name``."""
+        counter = cls.__new__(cls)
+        counter.encoding_name = name
+        counter._encode = encode
+        counter._cache = {}
+        return counter
 
     def text(self, text: str) -> int:
         found = self._cache.get(text)

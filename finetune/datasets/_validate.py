@@ -25,7 +25,7 @@ from finetune.costs._prices import (
     token_limit_for,
 )
 from finetune.datasets._export import Redact, open_export
-from finetune.datasets._tokens import counter_for
+from finetune.datasets._tokens import TokenCounter, counter_for
 from finetune.datasets._validate_checks import check_example
 from finetune.datasets._validate_report import (
     FileFormat,
@@ -75,6 +75,11 @@ class ValidationOptions:
     max_file_bytes: int = MAX_FILE_BYTES
     listed_per_code: int = 50
     """Issues of one code listed with their lines; all are counted."""
+    counter: TokenCounter | None = None
+    """Counts tokens with another tokenizer (a self-hosted base model's); None: OpenAI's
+    encoding of ``base_model``."""
+    token_limit: int | None = None
+    """The per-example limit of that model; None: OpenAI's limit of ``base_model``."""
 
 
 def _foreign_format(example: dict[str, Any]) -> FileFormat | None:
@@ -92,8 +97,8 @@ def _foreign_format(example: dict[str, Any]) -> FileFormat | None:
 class _Validation:
     def __init__(self, options: ValidationOptions) -> None:
         self.options = options
-        self.counter = counter_for(options.base_model)
-        self.token_limit = token_limit_for(options.base_model)
+        self.counter = options.counter or counter_for(options.base_model)
+        self.token_limit = options.token_limit or token_limit_for(options.base_model)
         self.log = IssueLog(options.listed_per_code)
         self.bytes = 0
         self.lines = 0

@@ -1,5 +1,7 @@
 """Training: the backend protocol and its registry, the OpenAI backend, and training jobs
-(launched idempotently, tracked, resumed after a restart, cancelled).
+(launched idempotently, tracked, resumed after a restart, cancelled), and the ``local``
+backend (``local/``): TRL and PEFT on the user's own machine, each job a worker process and a
+folder.
 
 Backends are found by kind through the registry (``make_backend``), which knows no backend:
 each registers itself under the ``stillroom.training_backends`` entry-point group or through

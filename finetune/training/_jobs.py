@@ -164,6 +164,15 @@ def prepare_files(
     return train, validation or None
 
 
+def backend_validation_options(
+    backend: TrainingBackend, config: TrainingConfig
+) -> ValidationOptions | None:
+    """What a backend that trains with its own tokenizer checks the data with (its token counts
+    and context length: ``validation_options``); None: OpenAI's counts and limits."""
+    hook = getattr(backend, "validation_options", None)
+    return hook(config) if callable(hook) else None
+
+
 def launch_job(
     engine: Engine,
     backend: TrainingBackend,
@@ -179,6 +188,7 @@ def launch_job(
     """Start fine-tuning ``dataset_id`` once: a second call with the same key returns the job
     the first one made (or is making). Bad data is refused before anything is stored."""
     key = idempotency_key or default_idempotency_key(dataset_id, config)
+    options = options or backend_validation_options(backend, config)
     with session_scope(engine) as session:
         job = get_training_job_by_key(key, session=session)
     files: tuple[bytes, bytes | None] | None = None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 Auto = Literal["auto"]
 
@@ -136,9 +136,10 @@ class TrainingBackend(Protocol):
 
 
 class BackendConfig(BaseModel):
-    """One configured training backend."""
+    """One configured training backend. Keys beyond these are the settings of another kind
+    (``local``: see ``LocalTrainingConfig``); its factory checks them, and ``openai`` has none."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     kind: str = "openai"
     """Which registered implementation: ``openai`` unless another is registered."""
@@ -152,6 +153,13 @@ class BackendConfig(BaseModel):
     file_retry_seconds: float = Field(default=5.0, ge=0)
     """Pause between tries while the backend says a file is still being processed."""
     file_retry_attempts: int = Field(default=12, ge=0)
+
+    @model_validator(mode="after")
+    def _openai_has_no_other_keys(self) -> BackendConfig:
+        if self.kind == "openai" and self.model_extra:
+            unknown = ", ".join(sorted(self.model_extra))
+            raise ValueError(f"unknown setting(s) of an openai training backend: {unknown}")
+        return self
 
 
 class TrainingError(Exception):

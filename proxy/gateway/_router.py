@@ -23,6 +23,7 @@ from finetune import (
     load_routes,
     local_student_locator,
 )
+from finetune.training.local import LocalTrainingConfig
 from proxy._settings import Settings
 from proxy.gateway._upstream import Upstream
 from storage import OutageLog, route_generation, session_scope
@@ -124,7 +125,8 @@ def training_roots(settings: Settings) -> list[Path]:
     """The job-folder roots of the configured training backends that keep one (``root``)."""
     roots = []
     for config in settings.training_backends.values():
-        root = getattr(config, "root", None)
-        if root:
-            roots.append(Path(root))
+        if config.kind == "local":
+            # Its default root too; absolute, since a vLLM replica is told the adapter's path.
+            local = LocalTrainingConfig.model_validate(config.model_extra or {})
+            roots.append(local.root.resolve())
     return roots

@@ -1,0 +1,66 @@
+"""The settings of a ``local`` training backend: ``[training_backends.NAME]`` with
+``kind = "local"``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BASE_LEARNING_RATES: dict[str, float] = {
+    "supervised:lora": 2e-4,
+    "supervised:full": 1e-5,
+    "dpo:lora": 5e-5,
+    "dpo:full": 5e-6,
+}
+"""``learning_rate_multiplier`` times this is the learning rate, by ``method:tuning``."""
+
+DEFAULT_EPOCHS = 3
+DEFAULT_BATCH_SIZE = 4
+DEFAULT_BETA = 0.1
+
+
+class LocalTrainingConfig(BaseModel):
+    """Every key has a default; ``root`` is where job folders live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: Path = Path("training-jobs")
+    """Job folders (``<root>/<job id>/``) and uploaded files (``<root>/files/``)."""
+    python: str | None = None
+    """The interpreter that runs the worker (one with the ``train`` extra); None: this one."""
+    allow_downloads: bool = False
+    """False sets ``HF_HUB_OFFLINE=1`` for the worker: the base model must be a local folder or
+    already in the Hugging Face cache."""
+    tuning: Literal["lora", "full"] = "lora"
+    lora_rank: int = Field(default=16, ge=1, le=1024)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    lora_target_modules: str | list[str] = "all-linear"
+    max_length: int = Field(default=2048, ge=16)
+    """Tokens per example; longer examples are truncated."""
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """auto: bf16 on a GPU that has it, else fp32."""
+    gradient_checkpointing: bool | None = None
+    """None: on with a GPU, off on a CPU (where it only slows)."""
+    seed: int = 42
+    """Used when the job names none."""
+    logging_steps: int = Field(default=10, ge=1)
+    save_steps: int | None = Field(default=None, ge=1)
+    """A checkpoint every this many steps; None: one per epoch."""
+    save_total_limit: int = Field(default=3, ge=1)
+    merge: bool = False
+    """Also write ``merged/``: the base with the adapter merged in (for servers without LoRA)."""
+    resume_attempts: int = Field(default=2, ge=0)
+    """A worker that ended without a final status (killed, out of memory) is started again this
+    many times, resuming from its last checkpoint; with none saved yet, the job fails."""
+    cancel_grace_seconds: float = Field(default=5.0, ge=0)
+    """After SIGTERM, how long the worker has before SIGKILL."""
+    learning_rates: dict[str, float] = Field(default_factory=dict)
+    """Overrides of ``BASE_LEARNING_RATES``."""
+
+    def base_learning_rate(self, method: str) -> float:
+        key = f"{method}:{self.tuning}"
+        return self.learning_rates.get(key, BASE_LEARNING_RATES[key])
