@@ -74,6 +74,22 @@ def list_capture_page(
     return rows, str(rows[-1]["id"])
 
 
+def conversation_ends(
+    capture_ids: Collection[str], *, session: Session
+) -> dict[str, tuple[Any, Any]]:
+    """Each capture's request messages and its first choice's message, as stored.
+
+    Only these two parts of the bodies leave the database, for a page's rows and no others.
+    """
+    if not capture_ids:
+        return {}
+    c = _table().c
+    stmt = select(c.id, c.request[("messages",)], c.response[("choices", 0, "message")]).where(
+        c.id.in_(list(capture_ids))
+    )
+    return {str(row[0]): (row[1], row[2]) for row in session.execute(stmt)}
+
+
 def existing_capture_ids(capture_ids: Collection[str], *, session: Session) -> set[str]:
     c = _table().c
     found = session.execute(select(c.id).where(c.id.in_(list(capture_ids))))
