@@ -8,7 +8,7 @@ import { describeFilter, filterBar, filterFromParams } from "./capture_filter.js
 import { COLUMNS, captureRow } from "./capture_rows.js";
 import { dialogOpen, empty, failed, fmt, formDialog, h, plural, toast } from "./dom.js";
 
-const PAGE_SIZE = 100;
+const PAGE_SIZE = 50;
 
 const SHORTCUTS = [
   ["j / ↓", "next capture"],

@@ -44,24 +44,41 @@ function date(value) {
   return new Date(ISO_NO_ZONE.test(value) ? value + "Z" : value);
 }
 
+// Formatters made once: building one per call cost most of the time of drawing a list.
+const FORMATS = {
+  time: new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  }),
+  clock: new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }),
+  day: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" }),
+  num: new Map(),
+};
+
+function sameDay(a, b) {
+  return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+}
+
 export const fmt = {
   time(value) {
     const found = date(value);
     if (!found || Number.isNaN(found.getTime())) return "—";
-    return found.toLocaleString(undefined, {
-      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
-    });
+    return FORMATS.time.format(found);
   },
+  /** The time of day, with the date in front unless it is today. */
   clock(value) {
     const found = date(value);
     if (!found || Number.isNaN(found.getTime())) return "—";
-    const today = new Date().toDateString() === found.toDateString();
-    const clock = found.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-    return today ? clock : `${found.toLocaleDateString(undefined, { month: "short", day: "numeric" })} ${clock}`;
+    const clock = FORMATS.clock.format(found);
+    return sameDay(found, new Date()) ? clock : `${FORMATS.day.format(found)} ${clock}`;
   },
   num(value, digits = 0) {
     if (value === null || value === undefined || Number.isNaN(value)) return "—";
-    return Number(value).toLocaleString(undefined, { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+    let format = FORMATS.num.get(digits);
+    if (!format) {
+      format = new Intl.NumberFormat(undefined, { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+      FORMATS.num.set(digits, format);
+    }
+    return format.format(Number(value));
   },
   usd(value) {
     if (value === null || value === undefined) return "—";
