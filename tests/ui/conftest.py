@@ -43,7 +43,7 @@ class Console:
         return self.server.base_url + "/ui"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     workdir = tmp_path_factory.mktemp("console")
     env = {
@@ -71,7 +71,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             admin.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.skip(
