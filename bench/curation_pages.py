@@ -90,6 +90,8 @@ def filter_cases(newest: datetime) -> list[FilterCase]:
         FilterCase("has_tool_calls=true", [("has_tool_calls", "true")]),
         FilterCase("feedback=negative", [("feedback", "negative")]),
         FilterCase("error=true", [("error", "true")]),
+        FilterCase("edited=true", [("edited", "true")], second_page=True),
+        FilterCase("edited=false", [("edited", "false")]),
         FilterCase("min_total_tokens=600", [("min_total_tokens", "600")]),
         FilterCase(f"search={common} (~3 %)", [("search", common)], second_page=True),
         FilterCase(f"search={rare} (~0.4 %)", [("search", rare)]),

@@ -74,6 +74,36 @@ def list_capture_page(
     return rows, str(rows[-1]["id"])
 
 
+def conversation_ends(
+    capture_ids: Collection[str], *, session: Session
+) -> dict[str, tuple[Any, Any]]:
+    """Each capture's request messages and its first choice's message, as stored; for a
+    Responses capture, ``{"instructions", "input"}`` of its request and ``{"output"}`` of its
+    response instead (``api_of_ends`` tells them apart).
+
+    Only these parts of the bodies leave the database, for a page's rows and no others.
+    """
+    if not capture_ids:
+        return {}
+    c = _table().c
+    stmt = select(
+        c.id,
+        c.api,
+        c.request[("messages",)],
+        c.response[("choices", 0, "message")],
+        c.request[("instructions",)],
+        c.request[("input",)],
+        c.response[("output",)],
+    ).where(c.id.in_(list(capture_ids)))
+    ends: dict[str, tuple[Any, Any]] = {}
+    for row in session.execute(stmt):
+        if row[1] == "responses":
+            ends[str(row[0])] = ({"instructions": row[4], "input": row[5]}, {"output": row[6]})
+        else:
+            ends[str(row[0])] = (row[2], row[3])
+    return ends
+
+
 def existing_capture_ids(capture_ids: Collection[str], *, session: Session) -> set[str]:
     c = _table().c
     found = session.execute(select(c.id).where(c.id.in_(list(capture_ids))))

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from storage._models import Capture
+from storage._models import Capture, CaptureEdit
 
 TRIGRAM = 3
 """The shortest search the trigram indexes answer; a shorter one reads every row."""
@@ -63,6 +63,8 @@ class CaptureFilter(BaseModel):
     search: str | None = Field(default=None, min_length=1, max_length=500)
     """Text anywhere in what people wrote or the model answered, case-insensitive."""
     api_key_id: str | None = None
+    edited: bool | None = None
+    """True: a reviewer or an end user's correction replaced the answer; False: never edited."""
 
 
 def filter_clauses(capture_filter: CaptureFilter, dialect: str) -> list[ColumnElement[bool]]:
@@ -127,6 +129,10 @@ def filter_clauses(capture_filter: CaptureFilter, dialect: str) -> list[ColumnEl
         clauses.append(_search_clause(f.search, dialect))
     if f.api_key_id is not None:
         clauses.append(c.api_key_id == f.api_key_id)
+    if f.edited is not None:
+        edits: Any = CaptureEdit.__table__  # type: ignore[attr-defined]
+        edited = exists(select(literal(1)).where(edits.c.capture_id == c.id))
+        clauses.append(edited if f.edited else not_(edited))
     return clauses
 
 

@@ -28,6 +28,7 @@ from finetune.curation._input import (
     feedback_input,
     filter_from_params,
 )
+from finetune.curation._previews import PREVIEW_CHARS, CapturePreview, capture_previews
 from finetune.curation._redact import (
     CustomRedaction,
     RedactionConfig,
@@ -52,9 +53,11 @@ from finetune.curation._rules_run import (
 
 __all__ = [
     "MAX_PAGE_SIZE",
+    "PREVIEW_CHARS",
     "CaptureDetail",
     "CaptureNotFound",
     "CapturePage",
+    "CapturePreview",
     "CurationError",
     "CustomRedaction",
     "FeedbackInput",
@@ -70,6 +73,7 @@ __all__ = [
     "assistant_message",
     "bulk_preview",
     "capture_detail",
+    "capture_previews",
     "count_rule_candidates",
     "delete_captures",
     "edit_capture",

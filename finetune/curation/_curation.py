@@ -20,6 +20,7 @@ from finetune.curation._input import (
     InvalidCurationInput,
     assistant_message,
 )
+from finetune.curation._previews import capture_previews, preview
 from finetune.datasets._responses import answer_as_message, request_as_chat
 from storage import (
     STATUS_OF_ACTION,
@@ -61,7 +62,8 @@ NEGATIVE_SCORE = 0.3
 @dataclass(frozen=True, slots=True)
 class CapturePage:
     items: list[dict[str, Any]]
-    """Summaries: every column but the request and response bodies."""
+    """Summaries: every column but the request and response bodies, and each capture's
+    preview (``CapturePreview.fields``)."""
     next_cursor: str | None
     """Opaque; pass it back for the next page. None on the last page."""
 
@@ -84,7 +86,15 @@ def list_captures(
     items, next_cursor = list_capture_page(
         capture_filter, session=session, cursor=cursor, limit=limit, order=order
     )
+    previews = capture_previews([str(item["id"]) for item in items], session=session)
+    for item in items:
+        found = previews.get(str(item["id"]))
+        item.update(found.fields() if found is not None else _NO_PREVIEW)
     return CapturePage(items=items, next_cursor=next_cursor)
+
+
+_NO_PREVIEW = preview(None, None, edited=False).fields()
+"""For a capture deleted between the page and its previews."""
 
 
 @dataclass(frozen=True, slots=True)

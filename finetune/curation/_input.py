@@ -46,7 +46,7 @@ _LIST_FIELDS = {
     "finish_reason": "finish_reason",
     "feedback": "feedback",
 }
-_BOOL_FIELDS = ("has_tool_calls", "error", "stream")
+_BOOL_FIELDS = ("has_tool_calls", "error", "stream", "edited")
 _TIME_FIELDS = ("created_after", "created_before")
 _INT_FIELDS = tuple(
     f"{bound}_{kind}_tokens"

@@ -81,9 +81,22 @@ class CaptureSummary(BaseModel):
     """``chat`` (chat completions) or ``responses`` (the Responses API)."""
 
 
+class CaptureListItem(CaptureSummary):
+    """A row of the list: the summary, and enough of the conversation to tell rows apart."""
+
+    edited: bool
+    """An edit replaced the upstream's answer; training uses the edit."""
+    last_user_text: str | None
+    """The last user message, whitespace folded, at most 200 characters."""
+    answer_text: str | None
+    """The start of the current answer (the edit, if any), at most 200 characters."""
+    answer_tools: list[str]
+    """Names of the tools the current answer called."""
+
+
 class CaptureList(BaseModel):
     object: Literal["list"] = "list"
-    data: list[CaptureSummary]
+    data: list[CaptureListItem]
     next_cursor: str | None
     """Pass it as ``cursor`` for the next page; null on the last page."""
     has_more: bool
@@ -211,7 +224,7 @@ def detail_public(detail: CaptureDetail) -> CaptureDetailPublic:
 
 def page_public(page: CapturePage) -> CaptureList:
     return CaptureList(
-        data=[CaptureSummary.model_validate(item) for item in page.items],
+        data=[CaptureListItem.model_validate(item) for item in page.items],
         next_cursor=page.next_cursor,
         has_more=page.next_cursor is not None,
     )
@@ -257,7 +270,7 @@ class CapturesController(Controller):
         ``cursor``. Filters as query parameters: ``status``, ``model``, ``alias``, ``tag``,
         ``finish_reason``, ``feedback`` (repeat them or separate with commas),
         ``metadata.KEY=VALUE``, ``created_after`` / ``created_before`` (ISO 8601 or Unix
-        seconds), ``has_tool_calls``, ``error``, ``stream`` (true/false),
+        seconds), ``has_tool_calls``, ``error``, ``stream``, ``edited`` (true/false),
         ``min_/max_prompt_tokens``, ``min_/max_completion_tokens``, ``min_/max_total_tokens``,
         ``search`` (text in the messages or the answer), ``api_key_id``."""
         query, rest = _page_params(request.query_params.multi_items())

@@ -64,6 +64,9 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--error/--no-error", default=None, help="Failed, or answered with 2xx."),
         click.option("--feedback", multiple=True, help="positive, negative, neutral or none."),
         click.option("--stream/--no-stream", default=None),
+        click.option(
+            "--edited/--not-edited", default=None, help="Answer replaced by an edit, or never."
+        ),
         *(
             click.option(f"--{bound}-{kind}-tokens", type=int, default=None)
             for bound in ("min", "max")
@@ -150,6 +153,7 @@ def list_command(
             item.id,
             f"{item.created_at:%Y-%m-%d %H:%M:%S}",
             item.review_status,
+            "yes" if item.edited else "-",
             item.requested_model or "-",
             item.finish_reason or item.error_kind or str(item.status_code or "-"),
             f"{item.prompt_tokens or 0}/{item.completion_tokens or 0}",
@@ -159,7 +163,10 @@ def list_command(
         ]
         for item in page.data
     ]
-    headers = ["ID", "CREATED", "STATUS", "MODEL", "FINISH", "TOKENS", "FEEDBACK", "RATING", "TAGS"]
+    headers = [
+        "ID", "CREATED", "STATUS", "EDITED", "MODEL", "FINISH", "TOKENS", "FEEDBACK", "RATING",
+        "TAGS",
+    ]  # fmt: skip
     _print_table(headers, rows)
     if page.next_cursor is not None:
         click.echo(f"more: --cursor {page.next_cursor}", err=True)

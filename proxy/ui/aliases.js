@@ -22,7 +22,7 @@ function targetsTable(targets) {
     { label: "Upstream", cell: (t) => t.upstream },
     { label: "Weight", cell: (t) => fmt.num(t.weight, 3), class: "num" },
     { label: "Share", cell: (t) => fmt.pct(t.share), class: "num" },
-    { label: "", cell: (t) => h("div", { class: "bar-share" }, shareBar(t.share)) },
+    { label: "", hidden: "Share bar", cell: (t) => h("div", { class: "bar-share" }, shareBar(t.share)) },
   ], shares(targets));
 }
 
@@ -188,7 +188,7 @@ function detail(root, route, name) {
       { label: "Negative", cell: (p) => fmt.pct(p.signals?.student?.negative_rate), class: "num" },
       { label: "Actor", cell: (p) => p.actor },
       { label: "Reason / outcome", cell: (p) => [p.reason, p.outcome].filter(Boolean).join(" — "), class: "ellipsis" },
-      { label: "", cell: (p) => (p.stage === "canary"
+      { label: "", hidden: "Decide", cell: (p) => (p.stage === "canary"
         ? h("div", { class: "row" },
           h("button", { type: "button", class: "btn btn-small", onclick: () => decide(p, "full") }, "Go full"),
           h("button", { type: "button", class: "btn btn-small btn-reject", onclick: () => decide(p, "abort") }, "Abort"))

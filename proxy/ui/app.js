@@ -1,7 +1,7 @@
 // The console's entry point: sign-in, the shell, and the router by location hash.
 
 import { adminKey, api, checkKey, clearAdminKey, setAdminKey } from "./api.js";
-import { failed, h } from "./dom.js";
+import { failed, h, plural } from "./dom.js";
 import * as aliases from "./aliases.js";
 import * as captures from "./captures.js";
 import * as datasets from "./datasets.js";
@@ -22,7 +22,14 @@ const PAGES = {
 
 const NAV_OF = { cycles: "jobs" };
 
-let cleanup = null;
+/** The page on screen: its name, what to do on leaving it, and how it follows a new address
+ * without being drawn again (`update(route)` says whether it did). */
+let active = null;
+
+function leave() {
+  if (active && active.cleanup) active.cleanup();
+  active = null;
+}
 
 function parseHash() {
   const raw = window.location.hash.replace(/^#\/?/, "");
@@ -36,8 +43,7 @@ function show(element, visible) {
 }
 
 function showLogin(message = "") {
-  if (cleanup) cleanup();
-  cleanup = null;
+  leave();
   show(document.getElementById("shell"), false);
   show(document.getElementById("login"), true);
   document.getElementById("login-error").textContent = message;
@@ -72,7 +78,7 @@ async function refreshHeader() {
     const stats = await api("/admin/stats");
     upstreamLabel(stats);
     document.getElementById("capture-count").textContent =
-      `${stats.captures.toLocaleString()} captures` + (stats.capture_queue ? ` · ${stats.capture_queue} queued` : "");
+      plural(stats.captures, "capture") + (stats.capture_queue ? ` · ${stats.capture_queue} queued` : "");
   } catch (error) {
     failed(error);
   }
@@ -91,11 +97,11 @@ function render() {
     return;
   }
   const name = route.parts[0];
+  if (active && active.name === name && active.update && active.update(route)) return;
   for (const a of document.querySelectorAll("[data-nav]")) {
     a.classList.toggle("active", a.dataset.nav === (NAV_OF[name] || name));
   }
-  if (cleanup) cleanup();
-  cleanup = null;
+  leave();
   const main = document.getElementById("main");
   main.className = "main";
   const root = h("div", { class: "page", "data-page": name });
@@ -105,7 +111,10 @@ function render() {
     document.title = `${text} · stillroom`;
   };
   try {
-    cleanup = PAGES[name].render(root, { ...route, name, title, main }) || null;
+    const drawn = PAGES[name].render(root, { ...route, name, title, main });
+    active = typeof drawn === "function"
+      ? { name, cleanup: drawn, update: null }
+      : { name, cleanup: drawn?.cleanup ?? null, update: drawn?.update ?? null };
   } catch (error) {
     failed(error);
   }

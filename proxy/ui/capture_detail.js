@@ -7,11 +7,12 @@ import { chip, fmt, h, jsonBlock, kv, pill, table } from "./dom.js";
 
 function ratingButtons(detail, actions) {
   const current = detail.rating || 0;
-  return h("span", { class: "stars", "aria-label": "Rating" },
+  return h("span", { class: "stars", role: "group", "aria-label": current ? `Rating: ${current} of 5` : "Rating: not rated" },
     [1, 2, 3, 4, 5].map((n) => h("button", {
       type: "button", class: n <= current ? "on" : "", title: `Rate ${n} (key ${n})`,
+      "aria-label": `Rate ${n} of 5`, "aria-pressed": n === current ? "true" : "false",
       "data-rate": n, onclick: () => actions.rate(n),
-    }, "★")));
+    }, h("span", { "aria-hidden": "true" }, "★"))));
 }
 
 function actionButtons(actions) {
@@ -78,6 +79,7 @@ function tagLine(detail, actions) {
 function tagForm(actions) {
   const input = h("input", {
     id: "tag-input", type: "text", placeholder: "tags to add, comma separated; -tag removes", autocomplete: "off",
+    "aria-label": "Tags to add, comma separated; -tag removes one",
   });
   const apply = () => {
     const words = input.value.split(",").map((w) => w.trim()).filter(Boolean);
@@ -97,7 +99,7 @@ function tagForm(actions) {
   setTimeout(() => input.focus(), 0);
   return h("div", { class: "inline-form", id: "tag-form" },
     input,
-    h("button", { type: "button", class: "btn btn-primary btn-small", onclick: apply }, "Apply"),
+    h("button", { type: "button", class: "btn btn-primary btn-small", id: "tag-save", onclick: apply }, "Save tags"),
     h("button", { type: "button", class: "btn btn-small", onclick: () => actions.cancel() }, "Cancel"));
 }
 
@@ -107,7 +109,7 @@ function editor(detail, actions) {
   const calls = answer.tool_calls && answer.tool_calls.length
     ? h("textarea", { id: "edit-tool-calls", class: "code", rows: 8, value: JSON.stringify(answer.tool_calls, null, 2) })
     : null;
-  const reason = h("input", { id: "edit-reason", type: "text", placeholder: "why (optional)", autocomplete: "off" });
+  const reason = h("input", { id: "edit-reason", type: "text", placeholder: "why it was wrong", autocomplete: "off" });
   const error = h("div", { class: "form-error" });
   const save = () => {
     const message = { role: "assistant", content: content.value === "" ? null : content.value };
@@ -134,9 +136,11 @@ function editor(detail, actions) {
   setTimeout(() => content.focus(), 0);
   return h("div", { class: "editor", id: "editor" },
     h("div", { class: "msg-role" }, "Edit the answer", h("span", { class: "muted" }, "stored beside the original; training uses it")),
+    h("label", { for: "edit-content" }, "Answer"),
     content,
     calls && h("label", { for: "edit-tool-calls" }, "Tool calls (JSON)"),
     calls,
+    h("label", { for: "edit-reason" }, "Reason (optional)"),
     reason,
     error,
     h("div", { class: "row" },

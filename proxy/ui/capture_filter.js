@@ -4,7 +4,7 @@
 import { h } from "./dom.js";
 
 const LIST_PARAMS = { status: "status", alias: "alias", model: "model", tag: "tags", feedback: "feedback", finish_reason: "finish_reason" };
-const BOOL_PARAMS = ["has_tool_calls", "error", "stream"];
+const BOOL_PARAMS = ["has_tool_calls", "error", "stream", "edited"];
 
 /** The capture filter (admin API CaptureFilter) that the page's URL parameters describe. */
 export function filterFromParams(params) {
@@ -46,6 +46,7 @@ export function filterBar(params) {
     select("feedback", "Feedback", [["", "any"], ["positive", "positive"], ["negative", "negative"], ["neutral", "neutral"], ["none", "none"]]),
     select("has_tool_calls", "Tool calls", yesNo),
     select("error", "Failed", yesNo),
+    select("edited", "Edited", yesNo),
     h("button", { type: "submit", class: "btn btn-primary" }, "Apply"),
     h("a", { class: "btn btn-ghost", href: "#/captures" }, "Clear"));
   form.addEventListener("submit", (event) => {

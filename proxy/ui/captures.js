@@ -1,14 +1,14 @@
 // Captures: a filterable, searchable table beside the review pane, keyboard shortcuts for fast
-// review, bulk actions and new datasets on the current filter.
+// review, bulk actions and new datasets on the current filter. The open capture is part of the
+// address (#/captures/<id>?<filter>), so it can be linked and reloaded, and Back closes it.
 
 import { api } from "./api.js";
 import { captureDetailView } from "./capture_detail.js";
 import { describeFilter, filterBar, filterFromParams } from "./capture_filter.js";
-import {
-  chip, dialogOpen, empty, failed, fmt, formDialog, h, pill, stars, toast,
-} from "./dom.js";
+import { COLUMNS, captureRow } from "./capture_rows.js";
+import { dialogOpen, empty, failed, fmt, formDialog, h, plural, toast } from "./dom.js";
 
-const PAGE_SIZE = 100;
+const PAGE_SIZE = 50;
 
 const SHORTCUTS = [
   ["j / ↓", "next capture"],
@@ -23,58 +23,87 @@ const SHORTCUTS = [
   ["?", "this list"],
 ];
 
-function row(item, index, selected) {
-  const model = item.served_model ?? item.requested_model ?? "—";
-  const failedCall = item.error_kind || (item.status_code && item.status_code >= 400);
-  return h("tr", { class: `clickable${selected ? " selected" : ""}`, "data-id": item.id, "data-index": index, "data-status": item.review_status },
-    h("td", { class: "nowrap", title: fmt.time(item.created_at) }, fmt.clock(item.created_at)),
-    h("td", { class: "nowrap" }, pill(item.review_status),
-      item.feedback && item.feedback !== "neutral" ? h("span", { class: `feedback feedback-${item.feedback}`, title: `end-user feedback: ${item.feedback}` }, item.feedback === "positive" ? " ▲" : " ▼") : null),
-    h("td", { class: "ellipsis", title: `${item.alias ?? ""} ${model}`.trim() },
-      item.alias ? h("strong", {}, item.alias + " ") : null, h("span", { class: item.alias ? "muted" : "" }, model)),
-    h("td", { class: "nowrap" }, failedCall ? pill(item.error_kind || String(item.status_code), "pill-error") : item.finish_reason ?? "—",
-      item.has_tool_calls && item.finish_reason !== "tool_calls" ? h("span", { class: "muted small" }, " · tools") : null),
-    h("td", { class: "num", title: `${fmt.ms(item.total_ms)}` }, item.total_tokens === null ? "—" : fmt.num(item.total_tokens)),
-    h("td", {}, item.rating ? stars(item.rating) : null, item.rating && item.tags.length ? " " : null, item.tags.map((tag) => chip(tag))));
+/** What a row shows of an answer saved in the editor, as the list API would now show it. */
+function editedPreview(message) {
+  const text = typeof message.content === "string" ? message.content.split(/\s+/).filter(Boolean).join(" ") : "";
+  return {
+    edited: true,
+    answer_text: text ? (text.length > 200 ? text.slice(0, 199).trimEnd() + "…" : text) : null,
+    answer_tools: (message.tool_calls || []).map((call) => call?.function?.name).filter((name) => typeof name === "string"),
+  };
 }
 
 export function render(root, route) {
   route.title("Captures");
   route.main.classList.add("flush");
-  const single = route.parts[1] || null;
   const filter = filterFromParams(route.params);
-  const state = { items: [], cursor: null, index: -1, mode: null, details: new Map(), shown: 0, generation: 0 };
+  const query = route.params.toString();
+  const state = {
+    items: [], cursor: null, index: -1, open: null, mode: null, details: new Map(), shown: 0, generation: 0,
+    queue: Promise.resolve(),
+  };
+
+  /** Review actions run one after another, in the order they were asked for: keys pressed
+   * faster than the server answers still store the last one, and act on the capture shown. */
+  function queued(work) {
+    const next = state.queue.then(work);
+    state.queue = next.catch(() => {});
+    return next;
+  }
 
   const listPane = h("div", { class: "review-list", id: "capture-list" });
   const detailPane = h("div", { class: "review-detail", id: "capture-detail" }, empty("Select a capture."));
-  const countLabel = h("span", { class: "muted", id: "capture-count-label" }, "Loading…");
+  const countLabel = h("span", { class: "muted", id: "capture-count-label", role: "status" }, "Loading…");
 
+  /** The open capture: its list row, or just its id when it is not in the list. */
   function current() {
-    return state.items[state.index] || null;
+    return state.open;
+  }
+
+  function hashOf(id) {
+    return "#/captures" + (id ? "/" + encodeURIComponent(id) : "") + (query ? "?" + query : "");
   }
 
   function renderList() {
     if (!state.items.length) {
       listPane.replaceChildren(empty(`No captures match: ${describeFilter(filter)}.`));
+      countLabel.textContent = `No captures · ${describeFilter(filter)}`;
       return;
     }
-    const head = h("tr", {}, ["Time", "Review", "Alias · model", "Finish", "Tokens", "Labels"]
-      .map((label) => h("th", { class: label === "Tokens" ? "num" : "" }, label)));
-    const body = h("tbody", {}, state.items.map((item, i) => row(item, i, i === state.index)));
+    const head = h("tr", {}, COLUMNS.map((label) => h("th", { scope: "col" }, label)));
+    const openId = state.open?.id;
+    const body = h("tbody", {}, state.items.map((item, i) => captureRow(item, i, item.id === openId)));
     body.addEventListener("click", (event) => {
       const tr = event.target.closest("tr[data-index]");
       if (tr) select(Number(tr.dataset.index));
     });
-    listPane.replaceChildren(h("table", { class: "data", id: "capture-table" }, h("thead", {}, head), body));
+    listPane.replaceChildren(h("table", { class: "data", id: "capture-table" },
+      h("caption", { class: "visually-hidden" }, `Captures: ${describeFilter(filter)}`), h("thead", {}, head), body));
     if (state.cursor) {
       listPane.append(h("div", { class: "load-more" }, h("button", { type: "button", class: "btn", onclick: () => load(true) }, "Load more")));
     }
-    countLabel.textContent = `${state.items.length}${state.cursor ? "+" : ""} captures · ${describeFilter(filter)}`;
+    countLabel.textContent = `${plural(state.items.length, "capture", state.cursor ? "+" : "")} · ${describeFilter(filter)}`;
   }
 
   function refreshRow(index) {
     const old = listPane.querySelector(`tr[data-index="${index}"]`);
-    if (old) old.replaceWith(row(state.items[index], index, index === state.index));
+    if (old) old.replaceWith(captureRow(state.items[index], index, index === state.index));
+  }
+
+  function markOpen() {
+    const openId = state.open?.id;
+    state.index = openId ? state.items.findIndex((item) => item.id === openId) : -1;
+    if (state.index >= 0) state.open = state.items[state.index];
+    for (const tr of listPane.querySelectorAll("tr[aria-current]")) {
+      tr.classList.remove("selected");
+      tr.removeAttribute("aria-current");
+    }
+    const tr = listPane.querySelector(`tr[data-index="${state.index}"]`);
+    if (tr) {
+      tr.classList.add("selected");
+      tr.setAttribute("aria-current", "true");
+      tr.scrollIntoView({ block: "nearest" });
+    }
   }
 
   async function load(more = false) {
@@ -86,40 +115,41 @@ export function render(root, route) {
       state.items = more ? state.items.concat(page.data) : page.data;
       state.cursor = page.next_cursor;
       renderList();
-      if (!more && state.items.length) select(0);
-      if (!state.items.length) detailPane.replaceChildren(empty("Nothing to review here."));
+      markOpen();
+      if (!state.open) {
+        detailPane.replaceChildren(empty(state.items.length ? "Select a capture, or press j for the first." : "Nothing to review here."));
+        prefetch(0);
+      }
     } catch (error) {
       failed(error);
       listPane.replaceChildren(empty(`Could not load captures: ${error.message}`));
     }
   }
 
-  async function loadSingle(id) {
-    try {
-      const detail = await api(`/admin/captures/${encodeURIComponent(id)}`);
-      state.items = [detail];
-      state.details.set(id, detail);
-      state.index = 0;
-      countLabel.textContent = `Capture ${id}`;
-      showDetail();
-    } catch (error) {
-      failed(error);
-      detailPane.replaceChildren(empty(`Could not load capture: ${error.message}`));
-    }
-  }
-
-  function select(index) {
-    if (index < 0 || index >= state.items.length) return;
-    const previous = listPane.querySelector("tr.selected");
-    if (previous) previous.classList.remove("selected");
-    state.index = index;
+  /** Show capture `id` (null: none) in the pane, as the address says. */
+  function show(id) {
     state.mode = null;
-    const tr = listPane.querySelector(`tr[data-index="${index}"]`);
-    if (tr) {
-      tr.classList.add("selected");
-      tr.scrollIntoView({ block: "nearest" });
+    state.open = id ? state.items.find((item) => item.id === id) || { id } : null;
+    markOpen();
+    if (!id) {
+      state.shown += 1;
+      detailPane.replaceChildren(empty("Select a capture, or press j for the first."));
+      return;
     }
     showDetail();
+  }
+
+  /** Open the `index`-th capture of the list. From a closed pane it is a new history entry,
+   * which Back undoes; moving on from an open capture replaces the entry instead. */
+  function select(index) {
+    if (index < 0 || index >= state.items.length) return;
+    const id = state.items[index].id;
+    if (!state.open) {
+      window.location.hash = hashOf(id);
+      return;
+    }
+    window.history.replaceState(window.history.state, "", hashOf(id));
+    show(id);
   }
 
   async function showDetail() {
@@ -131,7 +161,9 @@ export function render(root, route) {
       try {
         detail = await api(`/admin/captures/${encodeURIComponent(item.id)}`);
       } catch (error) {
+        if (ticket !== state.shown) return;
         failed(error);
+        detailPane.replaceChildren(empty(`Could not load capture ${item.id}: ${error.message}`));
         return;
       }
       state.details.set(item.id, detail);
@@ -141,7 +173,7 @@ export function render(root, route) {
     prefetch(state.index + 1);
   }
 
-  /** The next capture's detail, fetched ahead so that j and a show it at once. */
+  /** A capture's detail, fetched ahead so that j, a and a click show it at once. */
   function prefetch(index) {
     const next = state.items[index];
     if (!next || state.details.has(next.id)) return;
@@ -157,6 +189,7 @@ export function render(root, route) {
     const index = state.items.findIndex((item) => item.id === summary.id);
     if (index >= 0) {
       state.items[index] = { ...state.items[index], ...summary };
+      if (state.open?.id === summary.id) state.open = state.items[index];
       refreshRow(index);
     }
     state.details.delete(summary.id);
@@ -165,54 +198,60 @@ export function render(root, route) {
   }
 
   const actions = {
-    async status(status) {
-      const item = current();
-      if (!item) return;
-      const verb = { approved: "approve", rejected: "reject", pending: "pending" }[status];
-      try {
-        const summary = await api(`/admin/captures/${encodeURIComponent(item.id)}/${verb}`, { method: "POST" });
-        changed(summary, `${status === "pending" ? "Back to pending" : status[0].toUpperCase() + status.slice(1)}: ${fmt.short(item.id)}`);
-        if (status !== "pending" && state.index < state.items.length - 1) select(state.index + 1);
-        else showDetail();
-      } catch (error) {
-        failed(error);
-      }
+    status(status) {
+      return queued(async () => {
+        const item = current();
+        if (!item) return;
+        const verb = { approved: "approve", rejected: "reject", pending: "pending" }[status];
+        try {
+          const summary = await api(`/admin/captures/${encodeURIComponent(item.id)}/${verb}`, { method: "POST" });
+          changed(summary, `${status === "pending" ? "Back to pending" : status[0].toUpperCase() + status.slice(1)}: ${fmt.short(item.id)}`);
+          if (status !== "pending" && state.index >= 0 && state.index < state.items.length - 1) select(state.index + 1);
+          else showDetail();
+        } catch (error) {
+          failed(error);
+        }
+      });
     },
-    async rate(rating) {
-      const item = current();
-      if (!item) return;
-      try {
-        changed(await api(`/admin/captures/${encodeURIComponent(item.id)}/rating`, { method: "POST", body: { rating } }), `Rated ${rating}`);
-        showDetail();
-      } catch (error) {
-        failed(error);
-      }
+    rate(rating) {
+      return queued(async () => {
+        const item = current();
+        if (!item) return;
+        try {
+          changed(await api(`/admin/captures/${encodeURIComponent(item.id)}/rating`, { method: "POST", body: { rating } }), `Rated ${rating}`);
+          showDetail();
+        } catch (error) {
+          failed(error);
+        }
+      });
     },
-    async retag(add, remove) {
-      const item = current();
-      if (!item) return;
-      try {
-        const summary = await api(`/admin/captures/${encodeURIComponent(item.id)}/tags`, { method: "POST", body: { add, remove } });
-        state.mode = null;
-        changed(summary, "Tags saved");
-        showDetail();
-      } catch (error) {
-        failed(error);
-      }
+    retag(add, remove) {
+      return queued(async () => {
+        const item = current();
+        if (!item) return;
+        try {
+          const summary = await api(`/admin/captures/${encodeURIComponent(item.id)}/tags`, { method: "POST", body: { add, remove } });
+          state.mode = null;
+          changed(summary, "Tags saved");
+          showDetail();
+        } catch (error) {
+          failed(error);
+        }
+      });
     },
-    async saveEdit(body) {
-      const item = current();
-      if (!item) return;
-      try {
-        await api(`/admin/captures/${encodeURIComponent(item.id)}/edits`, { method: "POST", body });
-        state.mode = null;
-        state.details.delete(item.id);
-        state.generation += 1;
-        toast("Edit saved; training uses it", "ok");
-        showDetail();
-      } catch (error) {
-        failed(error);
-      }
+    saveEdit(body) {
+      return queued(async () => {
+        const item = current();
+        if (!item) return;
+        try {
+          await api(`/admin/captures/${encodeURIComponent(item.id)}/edits`, { method: "POST", body });
+          state.mode = null;
+          changed({ id: item.id, ...editedPreview(body.message) }, "Edit saved; training uses it");
+          showDetail();
+        } catch (error) {
+          failed(error);
+        }
+      });
     },
     edit() {
       if (!current()) return;
@@ -239,14 +278,14 @@ export function render(root, route) {
       }
       const ok = await formDialog({
         id: "bulk-dialog",
-        title: `${verb} ${preview.count} capture${preview.count === 1 ? "" : "s"}?`,
+        title: `${verb} ${plural(preview.count, "capture")}?`,
         message: `Every capture that matches the current filter and would change: ${describeFilter(filter)}.`,
         confirm: `${verb} ${preview.count}`,
         danger: action === "reject" || action === "delete",
       });
       if (!ok) return;
       const done = await api("/admin/captures/bulk", { method: "POST", body: { filter, action, tags } });
-      toast(`${verb}: ${done.count} captures`, "ok");
+      toast(`${verb}: ${plural(done.count, "capture")}`, "ok");
       state.details.clear();
       state.generation += 1;
       load();
@@ -335,16 +374,20 @@ export function render(root, route) {
     h("button", { type: "button", class: "btn btn-small", id: "bulk-tag", onclick: bulkTag }, "Tag all…"),
     h("button", { type: "button", class: "btn btn-small", id: "bulk-pending", onclick: () => bulk("pending", "Reset") }, "Reset to pending"),
     h("button", { type: "button", class: "btn btn-small btn-primary", id: "new-dataset", onclick: newDataset }, "New dataset from filter"),
-    h("button", { type: "button", class: "btn btn-small btn-ghost", onclick: help, title: "Keyboard shortcuts" }, h("kbd", {}, "?")));
+    h("button", { type: "button", class: "btn btn-small btn-ghost", onclick: help, title: "Keyboard shortcuts", "aria-label": "Keyboard shortcuts" }, h("kbd", {}, "?")));
 
-  if (single) {
-    root.append(h("div", { class: "toolbar" }, h("a", { href: "#/captures" }, "← All captures"), countLabel),
-      h("div", { class: "review review-single" }, detailPane));
-    loadSingle(single);
-  } else {
-    root.append(filterBar(route.params), toolbar, h("div", { class: "review" }, listPane, detailPane));
-    load();
-  }
+  root.append(filterBar(route.params), toolbar, h("div", { class: "review" }, listPane, detailPane));
+  show(route.parts[1] || null);
+  load();
   document.addEventListener("keydown", onKey);
-  return () => document.removeEventListener("keydown", onKey);
+  return {
+    cleanup: () => document.removeEventListener("keydown", onKey),
+    /** A new address with the same filter only opens or closes a capture. */
+    update(next) {
+      if (next.params.toString() !== query) return false;
+      const id = next.parts[1] || null;
+      if (id !== (state.open?.id ?? null)) show(id);
+      return true;
+    },
+  };
 }

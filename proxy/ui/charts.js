@@ -75,7 +75,8 @@ function drawLines({ series, all, width, height, xFormat, yFormat, yMin }) {
   const px = (x) => PAD.left + ((x - x0) / (x1 - x0)) * plotW;
   const py = (y) => PAD.top + plotH - ((y - y0) / (y1 - y0 || 1)) * plotH;
 
-  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img" });
+  const label = `Line chart of ${series.map((one) => one.name).join(", ")}: ${all.length} points, ${yFormat(Math.min(...ys))} to ${yFormat(Math.max(...ys))}`;
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": label });
   const grid = s("g", { class: "grid" });
   const axis = s("g", { class: "axis" });
   for (const y of yTicks) {
@@ -119,7 +120,8 @@ function drawBars({ groups, names, width, height, yFormat }) {
   const plotW = width - PAD.left - PAD.right;
   const plotH = height - PAD.top - PAD.bottom;
   const py = (y) => PAD.top + plotH - (y / y1) * plotH;
-  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img" });
+  const label = `Bar chart of ${names.map((n) => n.name).join(", ")} over ${groups.length} groups, up to ${yFormat(y1)}`;
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": label });
   const grid = s("g", { class: "grid" });
   const axis = s("g", { class: "axis" });
   for (const y of yTicks) {

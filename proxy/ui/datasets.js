@@ -86,7 +86,7 @@ function reportView(report) {
       stat("File size", `${fmt.num(report.bytes / 1024, 1)} KiB`, `${fmt.num(report.lines)} lines`),
       stat("Over token limit", fmt.num(report.over_token_limit.length), "examples truncated", report.over_token_limit.length ? "bad" : null)),
     table([
-      { label: "", cell: (r) => r.label },
+      { label: "", hidden: "Measure", cell: (r) => r.label },
       { label: "Min", cell: (r) => fmt.num(r.min), class: "num" },
       { label: "Mean", cell: (r) => fmt.num(r.mean, 1), class: "num" },
       { label: "p50", cell: (r) => fmt.num(r.p50, 1), class: "num" },

@@ -44,24 +44,41 @@ function date(value) {
   return new Date(ISO_NO_ZONE.test(value) ? value + "Z" : value);
 }
 
+// Formatters made once: building one per call cost most of the time of drawing a list.
+const FORMATS = {
+  time: new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  }),
+  clock: new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }),
+  day: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" }),
+  num: new Map(),
+};
+
+function sameDay(a, b) {
+  return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+}
+
 export const fmt = {
   time(value) {
     const found = date(value);
     if (!found || Number.isNaN(found.getTime())) return "—";
-    return found.toLocaleString(undefined, {
-      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
-    });
+    return FORMATS.time.format(found);
   },
+  /** The time of day, with the date in front unless it is today. */
   clock(value) {
     const found = date(value);
     if (!found || Number.isNaN(found.getTime())) return "—";
-    const today = new Date().toDateString() === found.toDateString();
-    const clock = found.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-    return today ? clock : `${found.toLocaleDateString(undefined, { month: "short", day: "numeric" })} ${clock}`;
+    const clock = FORMATS.clock.format(found);
+    return sameDay(found, new Date()) ? clock : `${FORMATS.day.format(found)} ${clock}`;
   },
   num(value, digits = 0) {
     if (value === null || value === undefined || Number.isNaN(value)) return "—";
-    return Number(value).toLocaleString(undefined, { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+    let format = FORMATS.num.get(digits);
+    if (!format) {
+      format = new Intl.NumberFormat(undefined, { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+      FORMATS.num.set(digits, format);
+    }
+    return format.format(Number(value));
   },
   usd(value) {
     if (value === null || value === undefined) return "—";
@@ -81,6 +98,11 @@ export const fmt = {
   },
 };
 
+/** "1 capture", "2 captures", "100+ captures" (`more` goes after the number). */
+export function plural(count, noun, more = "") {
+  return `${Number(count).toLocaleString()}${more} ${count === 1 && !more ? noun : noun + "s"}`;
+}
+
 export function pill(value, extra = "") {
   const text = value === null || value === undefined ? "—" : String(value);
   return h("span", { class: `pill pill-${text.replace(/[^a-z_]/gi, "_")} ${extra}`.trim(), text });
@@ -97,7 +119,8 @@ export function chip(text, onRemove) {
 
 export function stars(rating) {
   const value = rating || 0;
-  return h("span", { class: "stars", title: rating ? `${rating} of 5` : "not rated" },
+  const said = rating ? `Rated ${rating} of 5` : "Not rated";
+  return h("span", { class: "stars", title: said, role: "img", "aria-label": said },
     "★".repeat(value), h("span", { class: "off" }, "★".repeat(5 - value)));
 }
 
@@ -131,10 +154,12 @@ export function empty(text) {
   return h("div", { class: "empty" }, text);
 }
 
-/** A table of `rows`; each column is {label, cell(row) -> node|text, class}. */
+/** A table of `rows`; each column is {label, cell(row) -> node|text, class, hidden}. */
 export function table(columns, rows, { onRow, rowProps, emptyText = "Nothing here yet." } = {}) {
   if (!rows.length) return h("div", { class: "table-wrap" }, empty(emptyText));
-  const head = h("tr", {}, columns.map((c) => h("th", { class: c.class || "" }, c.label)));
+  // A column without a visible heading still has one for screen readers (`hidden`).
+  const head = h("tr", {}, columns.map((c) => h("th", { class: c.class || "" },
+    c.label || h("span", { class: "visually-hidden" }, c.hidden || "Details"))));
   const body = h("tbody");
   rows.forEach((row, index) => {
     const tr = h("tr", { ...(rowProps ? rowProps(row, index) : {}) },
@@ -151,12 +176,16 @@ export function table(columns, rows, { onRow, rowProps, emptyText = "Nothing her
   return h("div", { class: "table-wrap" }, h("table", { class: "data" }, h("thead", {}, head), body));
 }
 
+/** A short note in the corner. Errors stay 7 s and stack (three at most); any other note
+ * replaces the one before it and goes after 1.6 s, so quick work never piles them up. */
 export function toast(message, kind = "info") {
-  const note = h("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status" }, message);
+  const error = kind === "error";
   const holder = document.getElementById("toasts");
+  if (!error) for (const old of holder.querySelectorAll(".toast:not(.toast-error)")) old.remove();
+  const note = h("div", { class: `toast toast-${kind}`, role: error ? "alert" : "status" }, message);
   holder.append(note);
   while (holder.children.length > 3) holder.firstElementChild.remove();
-  setTimeout(() => note.remove(), kind === "error" ? 7000 : 2500);
+  setTimeout(() => note.remove(), error ? 7000 : 1600);
 }
 
 export function failed(error) {

@@ -15,6 +15,7 @@ from storage import (
     add_capture_edit,
     add_feedback,
     capture_page_statement,
+    conversation_ends,
     count_bulk_candidates,
     delete_captures,
     get_capture,
@@ -280,3 +281,25 @@ def test_a_filtered_first_page_reads_an_index(
         plan = "\n".join(str(row[-1]) for row in connection.execute(text(explain + sql)))
     assert index in plan, plan
     assert "Seq Scan" not in plan and "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_conversation_ends_read_the_messages_and_the_first_choice_of_the_page_only(
+    engine: Engine,
+) -> None:
+    store(engine, [capture_row(1, question="Where is my parcel?"), capture_row(2)])
+    store(engine, [capture_row(3, response=None, status_code=502)])
+    with session_scope(engine) as session:
+        ends = conversation_ends([capture_id(1), capture_id(3), "cap_missing"], session=session)
+    assert ends == {
+        capture_id(1): (
+            [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Where is my parcel?"},
+            ],
+            {"role": "assistant", "content": "a1"},
+        ),
+        capture_id(3): (
+            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "q3"}],
+            None,
+        ),
+    }

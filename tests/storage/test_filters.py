@@ -9,7 +9,14 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
-from storage import Capture, CaptureFilter, filter_clauses, insert_captures, session_scope
+from storage import (
+    Capture,
+    CaptureFilter,
+    add_capture_edit,
+    filter_clauses,
+    insert_captures,
+    session_scope,
+)
 
 
 def captured_at(moment: datetime) -> dict[str, Any]:
@@ -56,3 +63,18 @@ def test_the_upper_bound_keeps_a_capture_made_at_that_very_moment(engine: Engine
     assert ids_matching(engine, just_after) == [row["id"]]
     assert ids_matching(engine, naive_just_after) == [row["id"]]
     assert ids_matching(engine, CaptureFilter(created_before=moment)) == []
+
+
+def test_edited_selects_the_captures_an_edit_replaced_and_its_negation_the_others(
+    engine: Engine,
+) -> None:
+    now = datetime.fromtimestamp(time.time(), UTC)
+    rows = [captured_at(now - timedelta(minutes=minutes)) for minutes in (3, 2, 1)]
+    answer = {"role": "assistant", "content": "better"}
+    with session_scope(engine) as session:
+        insert_captures(rows, session=session)
+        # Two edits of one capture still make it one edited capture.
+        add_capture_edit(rows[1]["id"], answer, author="ana", reason=None, session=session)
+        add_capture_edit(rows[1]["id"], answer, author="ana", reason=None, session=session)
+    assert ids_matching(engine, CaptureFilter(edited=True)) == [rows[1]["id"]]
+    assert ids_matching(engine, CaptureFilter(edited=False)) == [rows[0]["id"], rows[2]["id"]]

@@ -112,3 +112,33 @@ def shot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+AXE_SCRIPT = Path(__file__).parent / "vendor" / "axe.min.js"
+"""axe-core, vendored (see vendor/SOURCES.md): the accessibility audit run in the page."""
+
+
+def accessibility_violations(page: Page, context: str = "body") -> list[str]:
+    """What axe-core finds wrong in ``context`` of the page as it stands (WCAG 2.x A and AA,
+    and best practices), one line per rule and element."""
+    if not page.evaluate("typeof window.axe === 'object'"):
+        # Through the DevTools protocol, which the console's Content-Security-Policy (rightly)
+        # does not let a page's own <script> do.
+        page.evaluate(AXE_SCRIPT.read_text(encoding="utf-8") + "\n;undefined")
+    results = page.evaluate(
+        """async (selector) => {
+            const found = await window.axe.run(document.querySelector(selector), {
+                resultTypes: ["violations"],
+            });
+            return found.violations.map((v) => ({
+                id: v.id, impact: v.impact, help: v.help,
+                targets: v.nodes.map((n) => n.target.join(" ") + " :: " + n.failureSummary),
+            }));
+        }""",
+        context,
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {target}"
+        for v in results
+        for target in v["targets"]
+    ]

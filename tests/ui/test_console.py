@@ -61,6 +61,7 @@ def test_a_keyboard_review_session_approves_rejects_edits_tags_and_rates(
     rows = page.locator("#capture-table tbody tr")
     expect(rows).to_have_count(4)
     ids = [row.get_attribute("data-id") for row in rows.all()]
+    page.keyboard.press("j")  # open the first
     # Newest first: question 4 was asked last.
     expect(page.locator("#capture-detail")).to_contain_text("Review question 4")
     expect(page.locator("#request-parameters")).to_contain_text('"max_tokens": 300')
@@ -141,6 +142,7 @@ def test_a_bulk_action_on_the_filter_shows_its_count_before_it_runs(
 
 def test_captured_markup_is_shown_as_text_and_never_run(page: Page, console: Console) -> None:
     sign_in(page, console, "#/captures?search=Markup+check")
+    page.locator("#capture-table tbody tr").first.click()
     user = page.locator("#capture-detail .msg-user .msg-body")
     expect(user).to_have_text(HOSTILE_TEXT)
     assert page.locator("#capture-detail img, #capture-detail script").count() == 0

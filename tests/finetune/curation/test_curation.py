@@ -50,6 +50,7 @@ def test_query_pairs_become_a_filter() -> None:
             ("error", "no"),
             ("min_total_tokens", "100"),
             ("search", "zebra"),
+            ("edited", "yes"),
         ]
     )
     assert parsed == CaptureFilter(
@@ -62,6 +63,7 @@ def test_query_pairs_become_a_filter() -> None:
         error=False,
         min_total_tokens=100,
         search="zebra",
+        edited=True,
     )
 
 
@@ -79,6 +81,7 @@ def test_a_time_without_a_zone_is_utc() -> None:
         ([("feedback", "angry")], "feedback"),
         ([("created_after", "yesterday")], "created_after"),
         ([("stream", "sometimes")], "stream"),
+        ([("edited", "perhaps")], "edited"),
         ([("min_prompt_tokens", "ten")], "min_prompt_tokens"),
         ([("max_total_tokens", "-1")], "max_total_tokens"),
         ([("search", "")], "search"),

@@ -50,6 +50,30 @@ def test_query_parameters_filter_and_cursors_walk_every_page(
     assert "request" not in summary and summary["metadata"] == {"team": "a"}
 
 
+def test_each_row_carries_the_conversation_preview_and_edited_filters_the_list(
+    client: Client, engine: Engine
+) -> None:
+    store(engine, [capture_row(1, question="Where is my parcel?"), capture_row(2)])
+    edit = {"message": {"role": "assistant", "content": "It left today."}, "author": "ana"}
+    made = client.post(f"/admin/captures/{capture_id(1)}/edits", json=edit, headers=ADMIN)
+    assert made.status_code == 201
+    edited = client.get("/admin/captures", params={"edited": "true"}, headers=ADMIN).json()
+    [row] = edited["data"]
+    assert row["id"] == capture_id(1)
+    assert (row["edited"], row["last_user_text"], row["answer_text"], row["answer_tools"]) == (
+        True,
+        "Where is my parcel?",
+        "It left today.",
+        [],
+    )
+    others = client.post(
+        "/admin/captures/query", json={"filter": {"edited": False}}, headers=ADMIN
+    ).json()
+    assert [(r["id"], r["edited"], r["answer_text"]) for r in others["data"]] == [
+        (capture_id(2), False, "a2")
+    ]
+
+
 @pytest.mark.parametrize(
     ("query", "param"),
     [
@@ -57,6 +81,7 @@ def test_query_parameters_filter_and_cursors_walk_every_page(
         ("created_after=yesterday", "created_after"),
         ("colour=red", "colour"),
         ("has_tool_calls=perhaps", "has_tool_calls"),
+        ("edited=perhaps", "edited"),
         ("limit=0", "limit"),
         ("limit=501", "limit"),
         ("order=sideways", "order"),

@@ -36,12 +36,25 @@ def test_list_prints_a_filtered_table(run: CliRunner, engine: Engine) -> None:
     output = _ok(run.invoke(cli, ["captures", "list", "--metadata", "team=b"]))
     header, row = output.splitlines()
     assert header.split() == [
-        "ID", "CREATED", "STATUS", "MODEL", "FINISH", "TOKENS", "FEEDBACK", "RATING", "TAGS"
+        "ID", "CREATED", "STATUS", "EDITED", "MODEL", "FINISH", "TOKENS", "FEEDBACK", "RATING",
+        "TAGS",
     ]  # fmt: skip
     assert row.split() == [
-        capture_id(4), "2026-11-01", "12:00:04", "pending", "gpt-4o-mini", "stop", "10/5", "-",
-        "5", "good",
+        capture_id(4), "2026-11-01", "12:00:04", "pending", "-", "gpt-4o-mini", "stop", "10/5",
+        "-", "5", "good",
     ]  # fmt: skip
+
+
+def test_list_edited_shows_only_the_captures_an_edit_replaced(
+    run: CliRunner, engine: Engine
+) -> None:
+    store_numbered(engine, 3)
+    _ok(run.invoke(cli, ["captures", "edit", capture_id(2), "--content", "Better."]))
+    output = _ok(run.invoke(cli, ["captures", "list", "--edited"]))
+    [row] = output.splitlines()[1:]
+    assert row.split()[0] == capture_id(2) and row.split()[4] == "yes"
+    output = _ok(run.invoke(cli, ["captures", "list", "--not-edited"]))
+    assert [line.split()[0] for line in output.splitlines()[1:]] == [capture_id(3), capture_id(1)]
 
 
 def test_list_as_json_pages_with_a_cursor(run: CliRunner, engine: Engine) -> None:
