@@ -28,7 +28,7 @@ def _recordings() -> dict[str, int]:
 
 
 def test_sources_name_each_recording_with_its_size() -> None:
-    assert len(_recordings()) == 38
+    assert len(_recordings()) == 51
     assert _rows() == _recordings()
 
 

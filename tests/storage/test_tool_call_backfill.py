@@ -10,11 +10,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import MetaData, Table, select
 from sqlmodel import col
 
 from proxy.gateway._capture import Exchange, build_row
-from storage import Capture, insert_captures, make_engine, session_scope, upgrade
+from storage import Capture, make_engine, session_scope, upgrade
 from tests.support import PG_ADMIN_URL, pg_available
 
 CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
@@ -46,6 +46,9 @@ def _row(name: str, messages: Any, *, flagged: bool = False) -> dict[str, Any]:
         "metadata_": {},
         "tags": [],
         "has_tool_calls": flagged,
+        "stream": False,
+        "abandoned": False,
+        "review_status": "pending",
     }
 
 
@@ -65,8 +68,13 @@ def test_backfill_flags_captures_whose_earlier_turn_called_a_tool(unmigrated_url
     engine = make_engine(unmigrated_url)
     try:
         upgrade(engine, "0011")
-        with session_scope(engine) as session:
-            insert_captures(STORED, session=session)
+        # The table as it was then: the models of today know columns added after it.
+        before = Table("captures", MetaData(), autoload_with=engine)
+        rows = [{**row, "metadata": row["metadata_"]} for row in STORED]
+        with engine.begin() as connection:
+            connection.execute(
+                before.insert(), [{k: v for k, v in r.items() if k != "metadata_"} for r in rows]
+            )
         upgrade(engine)
         with session_scope(engine) as session:
             flagged = session.execute(
