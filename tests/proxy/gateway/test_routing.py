@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import httpx2
 import openai
 import pytest
 from litestar import Litestar
@@ -22,6 +21,7 @@ from proxy import Settings, create_app
 from proxy.gateway._shadow import ShadowRunner
 from storage import Capture, session_scope
 from tests.replay import ErrorReply, ReplayUpstream, recording
+from tests.responses_support import http, sdk
 from tests.routing_support import empty_alias_tables
 
 ADMIN = {"authorization": "Bearer admin-secret"}
@@ -68,22 +68,8 @@ def app(
     return create_app(settings)
 
 
-def _http(app: Litestar) -> httpx2.AsyncClient:
-    transport = httpx2.ASGITransport(app=cast(Any, app))
-    return httpx2.AsyncClient(transport=transport, base_url="http://stillroom.test")
-
-
-def _sdk(app: Litestar) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        api_key="sk-client-key",
-        base_url="http://stillroom.test/v1",
-        http_client=_http(app),
-        max_retries=0,
-    )
-
-
 async def _set_alias(app: Litestar, name: str, body: dict[str, Any]) -> dict[str, Any]:
-    async with _http(app) as client:
+    async with http(app) as client:
         answer = await client.put(f"/admin/aliases/{name}", json=body, headers=ADMIN)
     assert answer.status_code == 200, answer.text
     result: dict[str, Any] = answer.json()
@@ -114,7 +100,7 @@ async def test_an_alias_routes_to_its_target_and_the_capture_says_so(
 ) -> None:
     async with app.lifespan():
         await _set_alias(app, "support-bot", {"targets": STUDENT_ONLY, "reason": "try"})
-        async with _sdk(app) as client:
+        async with sdk(app) as client:
             answer = await client.chat.completions.create(model="support-bot", messages=HELLO)
         assert answer.choices[0].message.content
         assert [r.json()["model"] for r in student.received] == ["ft:small"]
@@ -135,7 +121,7 @@ async def test_a_plain_model_passes_through_byte_for_byte(
     async with app.lifespan():
         await _set_alias(app, "support-bot", {"targets": CANARY})
         raw = b'{"model":  "gpt-3.5-turbo", "messages": [{"role":"user","content":"Hello!"}]}'
-        async with _http(app) as client:
+        async with http(app) as client:
             answer = await client.post(
                 "/v1/chat/completions",
                 content=raw,
@@ -152,7 +138,7 @@ async def test_a_user_stays_on_one_target(
 ) -> None:
     async with app.lifespan():
         await _set_alias(app, "support-bot", {"targets": CANARY})
-        async with _sdk(app) as client:
+        async with sdk(app) as client:
             for user in ("alice", "bob", "carol", "dave"):
                 for _ in range(3):
                     await client.chat.completions.create(
@@ -172,7 +158,7 @@ async def test_a_failing_student_falls_back_to_the_teacher(
     async with app.lifespan():
         student.set_fault(None, ErrorReply(503))
         await _set_alias(app, "support-bot", {"targets": STUDENT_ONLY})
-        async with _sdk(app) as client:
+        async with sdk(app) as client:
             answer = await client.chat.completions.create(model="support-bot", messages=HELLO)
         assert answer.choices[0].message.content
         assert [r.json()["model"] for r in teacher.received] == ["gpt-4o"]
@@ -192,7 +178,7 @@ async def test_a_student_that_cannot_be_reached_falls_back(
     async with app.lifespan():
         dead = _targets(("default", "gpt-4o", 0, "teacher"), ("dead", "ft:small", 1, "student"))
         await _set_alias(app, "support-bot", {"targets": dead})
-        async with _sdk(app) as client:
+        async with sdk(app) as client:
             answer = await client.chat.completions.create(model="support-bot", messages=HELLO)
         assert answer.choices[0].message.content
         (capture,) = await _captures(engine, 1)
@@ -207,7 +193,7 @@ async def test_a_stream_falls_back_before_its_first_byte(
         teacher.interactions = tuple(recording("stream/ruby_chat_stream_basic.yml"))
         student.set_fault(None, ErrorReply.rate_limited())
         await _set_alias(app, "support-bot", {"targets": STUDENT_ONLY})
-        async with _sdk(app) as client:
+        async with sdk(app) as client:
             stream = await client.chat.completions.create(
                 model="support-bot", messages=HELLO, stream=True
             )
@@ -226,7 +212,7 @@ async def test_a_failing_teacher_is_not_retried(
         await _set_alias(
             app, "support-bot", {"targets": _targets(("default", "gpt-4o", 1, "teacher"))}
         )
-        async with _sdk(app) as client:
+        async with sdk(app) as client:
             with pytest.raises(openai.InternalServerError):
                 await client.chat.completions.create(model="support-bot", messages=HELLO)
         assert len(teacher.received) == 1
@@ -237,7 +223,7 @@ async def test_shadow_traffic_is_captured_while_the_client_sees_the_student(
 ) -> None:
     async with app.lifespan():
         await _set_alias(app, "support-bot", {"targets": STUDENT_ONLY, "shadow_rate": 1.0})
-        async with _sdk(app) as client:
+        async with sdk(app) as client:
             await client.chat.completions.create(model="support-bot", messages=HELLO, stream=False)
         served, shadow = await _captures(engine, 2)
         assert (served.served_model, served.tags) == ("ft:small", [])
@@ -257,7 +243,7 @@ async def test_models_lists_the_upstream_models_and_the_aliases(
 ) -> None:
     async with app.lifespan():
         await _set_alias(app, "support-bot", {"targets": CANARY})
-        async with _sdk(app) as client:
+        async with sdk(app) as client:
             models = [m async for m in client.models.list()]
         ids = [m.id for m in models]
         assert "support-bot" in ids and len(ids) > 1
@@ -296,7 +282,7 @@ async def test_a_student_that_refuses_the_request_with_a_400_falls_back_to_the_t
             ErrorReply(400, "Failed to parse the tool call.", type="invalid_request_error"),
         )
         await _set_alias(app, "support-bot", {"targets": STUDENT_ONLY})
-        async with _sdk(app) as client:
+        async with sdk(app) as client:
             answer = await client.chat.completions.create(model="support-bot", messages=HELLO)
             teacher.interactions = tuple(recording("stream/ruby_chat_stream_basic.yml"))
             stream = await client.chat.completions.create(
@@ -342,7 +328,7 @@ async def test_a_transformers_upstream_is_sent_the_merged_path_and_captures_the_
             ("default", "gpt-4o", 0, "teacher"), ("laptop", student_name, 1, "student")
         )
         await _set_alias(app, "support-bot", {"targets": targets})
-        async with _sdk(app) as client:
+        async with sdk(app) as client:
             answer = await client.chat.completions.create(model="support-bot", messages=HELLO)
         assert answer.choices[0].message.content
         assert [r.json()["model"] for r in student.received] == [str(merged)]
