@@ -12,7 +12,6 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from finetune import local_student_locator
 from proxy import create_app
 from storage import count_captures, session_scope
 from tests.finetune._eval_helpers import (
@@ -171,10 +170,9 @@ def test_a_student_on_its_own_upstream_is_evaluated_there_by_the_name_it_knows(
                 "kind": "transformers",
             }
         },
+        training_backends={"local": {"kind": "local", "root": str(tmp_path / "jobs")}},
     )
     app = create_app(settings)
-    # The local training backend's job root, as its configuration would name it.
-    app.state.services.serving.locate = local_student_locator([tmp_path / "jobs"])
     dataset_id = make_dataset(engine, questions(3))
     try:
         with TestClient(app=app) as client:

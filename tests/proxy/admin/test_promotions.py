@@ -12,7 +12,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from finetune import CanaryPolicy, local_student_locator
+from finetune import CanaryPolicy
 from proxy import Settings, create_app
 from tests.finetune.routing.lora_fake import FakeLoraFleet
 from tests.finetune.routing.test_serving import job_folder
@@ -183,12 +183,12 @@ def test_a_promotion_onto_a_replica_that_did_not_load_the_student_is_a_502(
         upstream_base_url="http://127.0.0.1:9/v1",
         upstreams={"gpu": {"base_url": fleet.urls[0], "kind": "vllm"}},
         admin_key="admin-secret",
+        training_backends={"local": {"kind": "local", "root": str(tmp_path / "jobs")}},
         spool_dir=tmp_path / "spool",
     )
     app = create_app(settings)
-    # The HTTP seam and the local backend's job root, as configuration would give them.
+    # The HTTP seam to the replicas; the job root comes from the training backend's settings.
     app.state.services.serving.transport = fleet.transport()
-    app.state.services.serving.locate = local_student_locator([tmp_path / "jobs"])
     student = "ft:tiny:local:support:ftjob-1"
     with TestClient(app=app) as client:
         answer = client.post(

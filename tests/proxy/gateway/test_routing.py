@@ -16,7 +16,6 @@ from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from finetune import local_student_locator
 from proxy import Settings, create_app
 from proxy.gateway._shadow import ShadowRunner
 from storage import Capture, session_scope
@@ -316,13 +315,12 @@ async def test_a_transformers_upstream_is_sent_the_merged_path_and_captures_the_
         database_url=database_url,
         upstream_base_url=teacher.base_url,
         upstreams={"laptop": {"base_url": student.base_url, "kind": "transformers"}},
+        training_backends={"local": {"kind": "local", "root": str(tmp_path / "jobs")}},
         admin_key="admin-secret",
         spool_dir=tmp_path / "spool",
         capture_flush_seconds=0.05,
     )
     app = create_app(settings)
-    # The local training backend's job root, as its configuration would name it.
-    app.state.services.serving.locate = local_student_locator([tmp_path / "jobs"])
     async with app.lifespan():
         targets = _targets(
             ("default", "gpt-4o", 0, "teacher"), ("laptop", student_name, 1, "student")
