@@ -13,6 +13,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.types import Receive, Scope, Send
 
 from finetune import storage_redactor
 from proxy._database import DatabaseWatch
@@ -27,6 +28,7 @@ from proxy.gateway import (
     Authenticator,
     CaptureSink,
     Forwarder,
+    HotPath,
     PassThrough,
     RouteTable,
     ShadowRunner,
@@ -55,6 +57,21 @@ def _settle_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 1_000)
+
+
+class Stillroom(Litestar):
+    """The app: ``HotPath`` answers the two create calls before routing; the framework, the rest."""
+
+    hot_path: HotPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        hot = self.hot_path
+        if hot is not None:
+            api = hot.endpoint(scope)
+            if api is not None:
+                await hot(api, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -173,7 +190,7 @@ def create_app(settings: Settings) -> Litestar:
             engine.dispose()
             log.info("stillroom stopped; captures flushed")
 
-    return Litestar(
+    app = Stillroom(
         middleware=[edge_middleware(settings.client_write_timeout_seconds)],
         route_handlers=[
             list_models,
@@ -200,3 +217,10 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    app.hot_path = HotPath(
+        found.forwarder,
+        found.auth,
+        max_body_bytes=settings.max_request_bytes,
+        write_timeout_seconds=settings.client_write_timeout_seconds,
+    )
+    return app

@@ -40,12 +40,12 @@ def edge_middleware(write_timeout_seconds: float | None) -> Callable[[ASGIApp], 
                 await app(scope, receive, send)
                 return
             if carries_nul(scope):
-                await _refuse_nul(send)
+                await refuse_nul(send)
                 return
             if write_timeout_seconds is None:
                 await app(scope, receive, send)
                 return
-            guard = _SlowReaderGuard(receive, send, write_timeout_seconds)
+            guard = SlowReaderGuard(receive, send, write_timeout_seconds)
             await app(scope, guard.receive, guard.send)
             if guard.cut.is_set():
                 log.warning(
@@ -67,7 +67,7 @@ def carries_nul(scope: Scope) -> bool:
     )
 
 
-async def _refuse_nul(send: Send) -> None:
+async def refuse_nul(send: Send) -> None:
     body = error_body(
         "The request's path or query contains a NUL character (%00), which is not allowed.",
         "invalid_request_error",
@@ -87,7 +87,7 @@ async def _refuse_nul(send: Send) -> None:
     await send(done)
 
 
-class _SlowReaderGuard:
+class SlowReaderGuard:
     """A send that gives up on a client that stopped reading, and tells the app as a client
     that left would: its receive then says ``http.disconnect``, so a stream under way is
     cancelled where it waits (and captured as abandoned), and what it still sends is dropped.

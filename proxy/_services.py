@@ -16,7 +16,8 @@ from proxy._settings import Settings
 if TYPE_CHECKING:
     # Types only: the gateway's handlers import this module to find their services.
     from proxy.gateway._auth import Authenticator
-    from proxy.gateway._forward import Forwarder, PassThrough
+    from proxy.gateway._forward import Forwarder
+    from proxy.gateway._passthrough import PassThrough
     from proxy.gateway._router import RouteTable
     from proxy.gateway._shadow import ShadowRunner
     from proxy.gateway._sink import CaptureSink

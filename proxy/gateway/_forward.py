@@ -12,14 +12,13 @@ import logging
 import random
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import anyio.to_thread
 import orjson
-from litestar import Request, Response
-from litestar.response import Stream
 from multidict import CIMultiDict
 from sqlalchemy import Engine
 
@@ -48,12 +47,30 @@ from storage import get_capture_by_completion_id, session_scope
 
 log = logging.getLogger("stillroom.forward")
 
-# Bodies up to this size come back with a Content-Length; larger ones stream through.
-_BUFFER_LIMIT = 1024 * 1024
 _EVENT_STREAM = "text/event-stream"
 _JSON = "application/json"
 _HISTORY_POLL_SECONDS = 0.05
 _PATHS = {CHAT: "/chat/completions", RESPONSES: "/responses"}
+
+
+@dataclass(slots=True)
+class Answer:
+    """What the client gets: a body, or (a stream) chunks as they come. Headers are lower-case
+    and carry the content type; the sender adds the length of a body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    chunks: AsyncGenerator[bytes, None] | None = None
+
+
+def check_content_type(content_type: str | None) -> None:
+    """A create call's body is JSON: anything declared otherwise is refused before it is read."""
+    if content_type is not None and "json" not in content_type.lower():
+        raise UnsupportedMediaType(
+            f"Unsupported content type {content_type!r}: send 'application/json'.",
+            code="unsupported_content_type",
+        )
 
 
 class Forwarder:
@@ -89,28 +106,18 @@ class Forwarder:
         # A turn may name the response of a moment ago, still on its way to the store.
         self._history_wait = history_wait_seconds
 
-    async def chat_completion(
-        self, request: Request[Any, Any, Any], caller: Caller
-    ) -> Response[Any]:
-        return await self._create(request, caller, CHAT)
-
-    async def response(self, request: Request[Any, Any, Any], caller: Caller) -> Response[Any]:
-        """``POST /v1/responses``: relayed and captured as chat completions are."""
-        return await self._create(request, caller, RESPONSES)
-
-    async def _create(
-        self, request: Request[Any, Any, Any], caller: Caller, api: str
-    ) -> Response[Any]:
+    async def create(
+        self,
+        api: str,
+        caller: Caller,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        query: bytes,
+        body: bytes,
+        encoding: str | None,
+    ) -> Answer:
+        """``POST /v1/chat/completions`` or ``/v1/responses`` (``api``): relayed, captured."""
         started = time.perf_counter()
         path = _PATHS[api]
-        content_type = request.headers.get("content-type")
-        if content_type is not None and "json" not in content_type.lower():
-            raise UnsupportedMediaType(
-                f"Unsupported content type {content_type!r}: send 'application/json'.",
-                code="unsupported_content_type",
-            )
-        body = await request.body()
-        encoding = request.headers.get("content-encoding")
         if encoding is not None:
             body = _decoded_request(body, encoding, self._max_request_bytes)
         payload = _parse_json_object(body)
@@ -124,10 +131,9 @@ class Forwarder:
             stream=payload.get("stream") is True,
             api=api,
         )
-        headers = request_headers(request.scope["headers"], caller.upstream_key)
+        headers = request_headers(raw_headers, caller.upstream_key)
         if encoding is not None:
             headers.popall("content-encoding", None)  # the body goes on decoded
-        query = request.scope["query_string"]
         route = (
             self._routes.get(model) if self._routes is not None and isinstance(model, str) else None
         )
@@ -145,21 +151,19 @@ class Forwarder:
         out_headers = response_headers(upstream.headers)
         content_type = upstream.headers.get("content-type", "")
         if exchange.stream and content_type.startswith(_EVENT_STREAM):
-            return Stream(
-                self._relay_stream(upstream, exchange, started),
-                status_code=upstream.status,
-                headers=out_headers,
+            return Answer(
+                upstream.status, out_headers, chunks=self._relay_stream(upstream, exchange, started)
             )
         try:
             data = await upstream.read()
         except BaseException as exc:
             upstream.close()
             self._fail(exchange, started, exc)
-            raise _translate(exc) from exc
+            raise translate_failure(exc) from exc
         upstream.release()
         exchange.body = data
         self._finish(exchange, started)
-        return Response(data, status_code=upstream.status, headers=out_headers)
+        return Answer(upstream.status, out_headers, data)
 
     async def _post(
         self,
@@ -174,7 +178,7 @@ class Forwarder:
             return await upstream.session.post(url, data=body, headers=headers)
         except BaseException as exc:
             self._fail(exchange, started, exc)
-            raise _translate(exc) from exc
+            raise translate_failure(exc) from exc
 
     async def _post_routed(
         self,
@@ -218,7 +222,7 @@ class Forwarder:
             reason = f"connection: {exc}"
         except BaseException as exc:
             self._fail(exchange, started, exc)
-            raise _translate(exc) from exc
+            raise translate_failure(exc) from exc
         else:
             if answer.status < 400:
                 if route.shadow_rate > 0 and random.random() < route.shadow_rate:
@@ -337,7 +341,7 @@ class Forwarder:
         payload: dict[str, Any],
         exchange: Exchange,
         started: float,
-    ) -> Response[Any]:
+    ) -> Answer:
         """A chat-only upstream's answer, as the Responses object or events asked for."""
         response_id = new_item_id("resp")
         out_headers = {
@@ -353,18 +357,18 @@ class Forwarder:
         content_type = upstream.headers.get("content-type", "")
         if exchange.stream and content_type.startswith(_EVENT_STREAM):
             translator = StreamTranslator(payload, response_id)
-            return Stream(
-                self._relay_stream(upstream, exchange, started, translator),
-                status_code=upstream.status,
-                headers=out_headers,
-                media_type=_EVENT_STREAM,
+            out_headers["content-type"] = _EVENT_STREAM
+            return Answer(
+                upstream.status,
+                out_headers,
+                chunks=self._relay_stream(upstream, exchange, started, translator),
             )
         try:
             data = decode_body(await upstream.read(), upstream.headers.get("content-encoding"))
         except BaseException as exc:
             upstream.close()
             self._fail(exchange, started, exc)
-            raise _translate(exc) from exc
+            raise translate_failure(exc) from exc
         upstream.release()
         try:
             completion = orjson.loads(data)
@@ -379,7 +383,8 @@ class Forwarder:
         body = orjson.dumps(response_from_completion(completion, payload, response_id))
         exchange.body = body
         self._finish(exchange, started)
-        return Response(body, status_code=upstream.status, headers=out_headers, media_type=_JSON)
+        out_headers["content-type"] = _JSON
+        return Answer(upstream.status, out_headers, body)
 
     async def _relay_stream(
         self,
@@ -387,7 +392,7 @@ class Forwarder:
         exchange: Exchange,
         started: float,
         translator: StreamTranslator | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         chunks: list[bytes] = []
         completed = False
         try:
@@ -508,7 +513,7 @@ def _check_stream_flag(payload: dict[str, Any]) -> None:
     )
 
 
-def _translate(exc: BaseException) -> BaseException:
+def translate_failure(exc: BaseException) -> BaseException:
     if isinstance(exc, asyncio.TimeoutError):
         return UpstreamTimeout("The upstream did not answer in time.", code="upstream_timeout")
     if isinstance(exc, aiohttp.ClientError):
@@ -524,60 +529,3 @@ def _same_model(_: str, model: str) -> str:
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
-
-
-class PassThrough:
-    """Every other ``/v1`` path: method, body, status and content type as they are."""
-
-    def __init__(self, upstream: Upstream, metrics: Metrics) -> None:
-        self._upstream = upstream
-        self._metrics = metrics
-
-    async def forward(self, request: Request[Any, Any, Any], caller: Caller) -> Response[Any]:
-        started = time.perf_counter()
-        scope = request.scope
-        path = scope["path"].removeprefix("/v1")
-        has_body = request.method not in ("GET", "HEAD") and (
-            "content-length" in request.headers or "transfer-encoding" in request.headers
-        )
-        headers = request_headers(scope["headers"], caller.upstream_key, keep_length=True)
-        try:
-            upstream = await self._upstream.session.request(
-                request.method,
-                self._upstream.url(path, scope["query_string"]),
-                headers=headers,
-                data=request.stream() if has_body else None,
-            )
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            self._metrics.observe("passthrough", 502, _ms_since(started))
-            raise _translate(exc) from exc
-        out_headers = response_headers(upstream.headers)
-        length = upstream.content_length
-        if length is not None and length <= _BUFFER_LIMIT:
-            try:
-                data = await upstream.read()
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                upstream.close()
-                raise _translate(exc) from exc
-            upstream.release()
-            self._metrics.observe("passthrough", upstream.status, _ms_since(started))
-            return Response(data, status_code=upstream.status, headers=out_headers)
-        self._metrics.observe("passthrough", upstream.status, _ms_since(started))
-        return Stream(
-            _relay(upstream),
-            status_code=upstream.status,
-            headers=out_headers,
-        )
-
-
-async def _relay(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    completed = False
-    try:
-        async for chunk in upstream.content.iter_any():
-            yield chunk
-        completed = True
-    finally:
-        if completed:
-            upstream.release()
-        else:
-            upstream.close()

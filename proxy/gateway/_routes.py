@@ -1,4 +1,8 @@
-"""The OpenAI surface under /v1, and the health and metrics probes. Handlers stay thin."""
+"""The OpenAI surface under /v1, and the health and metrics probes. Handlers stay thin.
+
+The two create calls, ``POST /v1/chat/completions`` and ``POST /v1/responses``, are not here:
+the app answers them before routing (``_hot``).
+"""
 
 from __future__ import annotations
 
@@ -18,20 +22,6 @@ _JSON = "application/json"
 
 def _json(body: dict[str, Any], status_code: int = 200) -> Response[bytes]:
     return Response(orjson.dumps(body), status_code=status_code, media_type=_JSON)
-
-
-@post("/v1/chat/completions", status_code=200, include_in_schema=False)
-async def create_chat_completion(request: Request[Any, Any, Any]) -> Response[Any]:
-    found = services(request)
-    caller = await found.auth.caller(request.headers.get("authorization"))
-    return await found.forwarder.chat_completion(request, caller)
-
-
-@post("/v1/responses", status_code=200, include_in_schema=False)
-async def create_response(request: Request[Any, Any, Any]) -> Response[Any]:
-    found = services(request)
-    caller = await found.auth.caller(request.headers.get("authorization"))
-    return await found.forwarder.response(request, caller)
 
 
 @get("/v1/responses/{response_id:str}", include_in_schema=False)
@@ -175,13 +165,11 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 ROUTES = [
-    create_chat_completion,
     list_chat_completions,
     retrieve_chat_completion,
     update_chat_completion,
     delete_chat_completion,
     list_chat_completion_messages,
-    create_response,
     retrieve_response,
     delete_response,
     list_response_input_items,
