@@ -6,7 +6,7 @@ stream reconstruction happen in the sink's writer thread, off the request's way.
 
 from __future__ import annotations
 
-import os
+import random
 import time
 import zlib
 from collections.abc import Sequence
@@ -33,8 +33,11 @@ RESPONSES = "responses"
 
 
 def new_capture_id() -> str:
-    """Time-ordered and unique across processes: nanoseconds, then random bits."""
-    return f"cap_{time.time_ns():016x}{os.urandom(5).hex()}"
+    """Time-ordered and unique across processes: nanoseconds, then random bits.
+
+    ``random`` rather than ``os.urandom``: no system call on the hot path, and the module's
+    generator is seeded anew in every forked child, so two workers never share a sequence."""
+    return f"cap_{time.time_ns():016x}{random.getrandbits(40):010x}"
 
 
 @dataclass(slots=True)
