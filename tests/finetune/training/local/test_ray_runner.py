@@ -4,6 +4,8 @@ travelling through an ``artifact_uri``), a cancel, and failures that carry their
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,7 +84,12 @@ def jobs(head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     model = build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen2")
     shared = _backend(tmp_path_factory.mktemp("shared"), head.address)
     store = tmp_path_factory.mktemp("store")
-    apart = _backend(tmp_path_factory.mktemp("apart"), head.address, artifact_uri=f"file://{store}")
+    resumable = _backend(
+        tmp_path_factory.mktemp("resumable"),
+        head.address,
+        artifact_uri=f"file://{store}",
+        save_steps=4,
+    )
     nothing_to_learn = [
         {"messages": e["messages"][:3]}
         for e in chat_examples(6)
@@ -94,14 +101,34 @@ def jobs(head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
         "store": store,
         "submitted": submitted,
         "shared": (shared, _start(shared, model, chat_examples(16), epochs=2, tag="shared")),
-        "apart": (apart, _start(apart, model, chat_examples(16), epochs=2, tag="apart")),
         "long": (shared, _start(shared, model, chat_examples(40), epochs=50, tag="long")),
         "empty": (shared, _start(shared, model, nothing_to_learn, epochs=1, tag="empty")),
+        "resumed": (
+            resumable,
+            _start(resumable, model, chat_examples(16), epochs=4, tag="resumed"),
+        ),
     }
 
 
 def _losses(backend: LocalBackend, job_id: str) -> list[float]:
     return [m["loss"] for m in backend.job_folder(job_id).metrics() if "loss" in m]
+
+
+def test_a_new_backend_reattaches_and_cancel_stops_the_ray_job(
+    jobs: dict[str, Any], head: RayHead
+) -> None:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    first, job_id = jobs["long"]
+    assert _wait(first, job_id, until=("running", *TERMINAL)) == "running", _log(first, job_id)
+    # A restarted server: a new backend object finds the Ray job by the id in the folder.
+    again = _backend(first.root, head.address)
+    assert again.status(job_id).state == "running"
+    assert again.find_job({"stillroom_job_id": "long"}) is not None
+    assert again.cancel(job_id).state == "cancelled"
+    assert JobSubmissionClient(head.address).get_job_status(job_id) == JobStatus.STOPPED
+    assert first.status(job_id).state == "cancelled"
+    assert again.events(job_id)[-1].message == "Job cancelled"
 
 
 def test_a_ray_job_on_a_shared_root_trains_an_adapter_into_the_job_folder(
@@ -130,48 +157,6 @@ def test_a_ray_job_on_a_shared_root_trains_an_adapter_into_the_job_folder(
     backend.status(job_id)
     log = backend.job_folder(job_id).log_file.read_text()
     assert f"finetune.training.local.worker {backend.root}/{job_id}" in log
-
-
-def test_without_a_shared_root_the_outputs_come_back_through_the_artifact_uri(
-    jobs: dict[str, Any], head: RayHead
-) -> None:
-    from ray.job_submission import JobSubmissionClient
-
-    backend, job_id = jobs["apart"]
-    assert _wait(backend, job_id) == "succeeded", _log(backend, job_id)
-    losses = _losses(backend, job_id)
-    assert len(losses) == 8
-    assert losses[-1] < losses[0] - 0.2
-    adapter = backend.artifacts(job_id)["adapter"]
-    assert (adapter / "adapter_model.safetensors").is_file()
-    stored = jobs["store"] / job_id
-    assert (adapter / "adapter_model.safetensors").read_bytes() == (
-        stored / "adapter" / "adapter_model.safetensors"
-    ).read_bytes()
-    assert [c.step for c in backend.checkpoints(job_id)] == [8]
-    assert "Training started" in [e.message for e in backend.events(job_id)]
-    assert backend.events(job_id)[0].message == f"Created local fine-tuning job {job_id}"
-    # The node was never told where the job folder is: only the store's URI.
-    entrypoint = JobSubmissionClient(head.address).get_job_info(job_id).entrypoint
-    assert str(backend.root) not in entrypoint
-    assert f"finetune.training.local.relay file://{stored}" in entrypoint
-
-
-def test_a_new_backend_reattaches_and_cancel_stops_the_ray_job(
-    jobs: dict[str, Any], head: RayHead
-) -> None:
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    first, job_id = jobs["long"]
-    assert _wait(first, job_id, until=("running", *TERMINAL)) == "running", _log(first, job_id)
-    # A restarted server: a new backend object finds the Ray job by the id in the folder.
-    again = _backend(first.root, head.address)
-    assert again.status(job_id).state == "running"
-    assert again.find_job({"stillroom_job_id": "long"}) is not None
-    assert again.cancel(job_id).state == "cancelled"
-    assert JobSubmissionClient(head.address).get_job_status(job_id) == JobStatus.STOPPED
-    assert first.status(job_id).state == "cancelled"
-    assert again.events(job_id)[-1].message == "Job cancelled"
 
 
 def test_a_job_that_fails_on_the_cluster_carries_the_workers_reason(
@@ -216,3 +201,72 @@ def test_an_unreachable_cluster_refuses_the_launch_and_leaves_nothing(
         _start(backend, jobs["model"], chat_examples(4), epochs=1, tag="nowhere")
     assert refused.value.code == "start_failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["files"]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _relay_pid(job_id: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"finetune.training.local.relay" in command and any(
+                part.endswith(job_id.encode()) for part in command
+            ):
+                return int(entry.name)
+    return None
+
+
+def test_without_a_shared_root_a_killed_worker_resumes_from_the_store_and_the_outputs_come_back(
+    jobs: dict[str, Any], head: RayHead
+) -> None:
+    """The relay on the node pushes a checkpoint to the store when its worker is killed; the
+    backend submits a new Ray job, whose relay fetches it; the adapter comes back at the end."""
+    from ray.job_submission import JobSubmissionClient
+
+    backend, job_id = jobs["resumed"]
+    deadline = time.monotonic() + 120
+    scratch = None
+    while scratch is None and time.monotonic() < deadline:
+        assert backend.status(job_id).state not in TERMINAL, _log(backend, job_id)
+        relay = _relay_pid(job_id)
+        workers = _children(relay) if relay else []
+        if workers:
+            worker = workers[0]
+            folder = Path((Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0"))[-2].decode())
+            if list(folder.glob("checkpoints/checkpoint-*/trainer_state.json")):
+                scratch = folder
+                os.kill(worker, signal.SIGKILL)
+        time.sleep(0.05)
+    assert scratch is not None, "the worker saved no checkpoint on its node"
+    assert _wait(backend, job_id) == "succeeded", _log(backend, job_id)
+    folder = backend.job_folder(job_id)
+    assert folder.status()["resumes"] == 1
+    assert folder.ray_job()["submission_id"] == f"{job_id}-resume-1"
+    messages = [e.message for e in backend.events(job_id)]
+    resumed = [m for m in messages if "resuming from the checkpoint at step" in m]
+    assert len(resumed) == 1
+    assert resumed[0].startswith(f"The Ray job {job_id} ended FAILED with no final status")
+    assert any(m.startswith("Resuming from the checkpoint at step") for m in messages)
+    steps = [m["step"] for m in folder.metrics() if "loss" in m]
+    assert steps[-1] == 16  # 16 examples, batch 4, 4 epochs
+    assert steps.count(1) == 1  # the new Ray job carried on from the checkpoint
+    assert (backend.artifacts(job_id)["adapter"] / "adapter_model.safetensors").is_file()
+    losses = [m["loss"] for m in folder.metrics() if "loss" in m]
+    assert losses[-1] < losses[0] - 0.2
+    assert [c.step for c in backend.checkpoints(job_id)] == [16]
+    stored = jobs["store"] / job_id
+    adapter = backend.artifacts(job_id)["adapter"] / "adapter_model.safetensors"
+    assert adapter.read_bytes() == (stored / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert messages[0] == f"Created local fine-tuning job {job_id}"
+    # The node was never told where the job folder is: only the store's URI.
+    entrypoint = JobSubmissionClient(head.address).get_job_info(f"{job_id}-resume-1").entrypoint
+    assert str(backend.root) not in entrypoint
+    assert f"finetune.training.local.relay file://{stored}" in entrypoint
