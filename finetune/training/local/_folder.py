@@ -13,7 +13,8 @@
         cancel             present once a cancel began
         resume-<n>         taken (exclusively) by the one backend that restarts a dead worker
         worker.log         the worker's stdout and stderr (with Ray: the job's logs, copied)
-        checkpoints/       checkpoint-<step>/ as the trainer saves them
+        checkpoints/       checkpoint-<step>/ as the trainer saves them (with an artifact_uri:
+                           their trainer_state.json only, the weights staying in the store)
         adapter/           the LoRA adapter (adapter_model.safetensors, adapter_config.json)
         model/             the whole model, when tuning is "full"
         merged/            the base with the adapter merged in, when configured

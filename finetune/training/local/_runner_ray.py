@@ -153,7 +153,10 @@ class RayRunner:
         temporary.write_text(log)
         os.replace(temporary, folder.log_file)
         if self.config.artifact_uri:
-            pull(JobStore(f"{self.config.artifact_uri.rstrip('/')}/{folder.job_id}"), folder)
+            try:
+                pull(JobStore(f"{self.config.artifact_uri.rstrip('/')}/{folder.job_id}"), folder)
+            except Exception:  # noqa: BLE001 - a store that fails now is asked again next look
+                return None  # and an ended job is only recorded once its files are here
         if not info.status.is_terminal():
             return None
         return _gone(self._end(folder, record, str(info.status.value), info.message or ""))

@@ -51,7 +51,10 @@ def relay(uri: str, command: list[str], inputs: Path) -> int:
                 child.wait(timeout=PUSH_SECONDS)
                 break
             except subprocess.TimeoutExpired:
-                push(store, folder, pushed)
+                try:
+                    push(store, folder, pushed)
+                except Exception as exc:  # noqa: BLE001 - the next push sends it all again
+                    print(f"relay: cannot push to {uri} yet: {exc!r}", file=sys.stderr)
         push(store, folder, pushed, final=True)
         return child.returncode if child.returncode >= 0 else 128 - child.returncode
     finally:
