@@ -1,7 +1,9 @@
-"""The ``local`` training backend: TRL + PEFT in a worker process per job, on this machine.
+"""The ``local`` training backend: TRL + PEFT in a worker per job, a process on this machine
+or a Ray Job on an existing cluster (``runner = "ray"``).
 
-Importing this package never imports torch or the training libraries; only the worker
-(``python -m finetune.training.local.worker JOB_DIR``) does.
+Importing this package never imports torch, ray or the training libraries; only the worker
+(``python -m finetune.training.local.worker JOB_DIR``) imports those it trains with, and the
+Ray runner imports ray when it first talks to the cluster.
 """
 
 from finetune.training.local._backend import (

@@ -1,22 +1,19 @@
-"""The ``local`` training backend: each job a worker process of its own and a job folder.
+"""The ``local`` training backend: each job a worker of its own and a job folder.
 
 The backend holds no state of its own: status, events and checkpoints are read from the job
-folder and the worker's pid, so a restarted server (a new backend object) re-attaches to the
-jobs that are still running. A worker that is gone with no final status (``kill -9``, out of
-memory) makes its job ``failed`` with that reason. Cancel sends SIGTERM to the worker's process
-group, then SIGKILL after ``cancel_grace_seconds``.
+folder and from its runner (the worker's pid, or its Ray job), so a restarted server (a new
+backend object) re-attaches to the jobs that are still running. A worker that is gone with no
+final status (``kill -9``, out of memory, a lost Ray node) resumes from its last checkpoint or
+makes its job ``failed`` with that reason. Cancel stops the worker (SIGTERM, then SIGKILL after
+``cancel_grace_seconds``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,27 +40,8 @@ from finetune.training.local._config import (
     DEFAULT_EPOCHS,
     LocalTrainingConfig,
 )
-from finetune.training.local._folder import (
-    TERMINAL,
-    JobFolder,
-    process_alive,
-    process_start_time,
-)
-
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-"""Workers this process started: polled so that a finished one leaves no zombie behind."""
-
-_SPAWN_SECONDS = 30.0
-"""A job with no pid this long after it was created never got its worker."""
-
-_PACKAGE_ROOT = Path(__file__).resolve().parents[3]
-"""The folder holding the ``finetune`` package: on the worker's PYTHONPATH."""
-
-
-def _reap() -> None:
-    for pid, child in list(_CHILDREN.items()):
-        if child.poll() is not None:
-            del _CHILDREN[pid]
+from finetune.training.local._folder import TERMINAL, JobFolder
+from finetune.training.local._runner import make_runner
 
 
 def hub_cache() -> Path:
@@ -127,12 +105,13 @@ def _backend_status(job_id: str, status: Mapping[str, Any]) -> BackendStatus:
 
 
 class LocalBackend:
-    """``TrainingBackend`` that trains on this machine with TRL and PEFT."""
+    """``TrainingBackend`` that trains with TRL and PEFT, on this machine or a Ray cluster."""
 
     def __init__(self, name: str, config: LocalTrainingConfig) -> None:
         self.name = name
         self.config = config
         self.root = config.root.expanduser().resolve()
+        self.runner = make_runner(config)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -242,75 +221,37 @@ class LocalBackend:
                     "settings": self.config.model_dump(mode="json"),
                 },
             )
-            self._spawn(folder)
+            self.runner.launch(folder, attempt=0)
         except OSError as exc:
             shutil.rmtree(folder.path, ignore_errors=True)
             raise BackendRefused(
                 f"cannot start local training job under {self.root}: {exc}", code="start_failed"
             ) from exc
+        except BackendRefused:
+            shutil.rmtree(folder.path, ignore_errors=True)
+            raise
         return self.status(job_id)
-
-    def _spawn(self, folder: JobFolder) -> None:
-        env = dict(os.environ)
-        if not self.config.allow_downloads:
-            env["HF_HUB_OFFLINE"] = "1"
-            env["TRANSFORMERS_OFFLINE"] = "1"
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(_PACKAGE_ROOT), *filter(None, [env.get("PYTHONPATH")])]
-        )
-        with folder.log_file.open("ab") as log:
-            child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [
-                    self.config.python or sys.executable,
-                    "-m",
-                    "finetune.training.local.worker",
-                    str(folder.path),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=folder.path,
-                start_new_session=True,
-            )
-        _CHILDREN[child.pid] = child
-        folder.pid_file.write_text(f"{child.pid} {process_start_time(child.pid) or ''}\n")
-
-    def _alive(self, folder: JobFolder) -> bool:
-        _reap()
-        found = folder.pid()
-        if found is None:
-            # Being started (the pid is written just after the worker starts), unless long ago.
-            created = folder.status().get("created_at") or 0
-            return time.time() - float(created) < _SPAWN_SECONDS
-        return process_alive(*found)
 
     def status(self, job_id: str) -> BackendStatus:
         folder = self.job_folder(job_id)
+        # Observed before the status is read: a worker that ends meanwhile has written it.
+        gone = self.runner.observe(folder)
         status = folder.status()
-        if status.get("state") not in TERMINAL and not self._alive(folder):
-            status = folder.status()  # it may have finished as we looked
-            if status.get("state") not in TERMINAL and self._resume(folder, status):
-                status = folder.status()
-            elif status.get("state") not in TERMINAL:
-                pid = folder.pid()
-                tail = folder.log_tail(3)
-                message = (
-                    f"the training worker (pid {pid[0] if pid else '?'}) ended without a final "
-                    "status: killed (kill -9, or out of memory)"
-                    + (f"; its log ends: {tail}" if tail else "")
-                )
-                folder.write_status(
-                    "failed",
-                    error={"code": "worker_died", "message": message[:2000], "param": None},
-                )
-                folder.event("error", f"The job failed: {message}"[:4000])
-                status = folder.status()
-        return _backend_status(job_id, status)
+        if status.get("state") in TERMINAL or gone is None:
+            return _backend_status(job_id, status)
+        if gone.stopped:
+            folder.write_status("cancelled", error=None)
+            folder.event("info", f"Job cancelled: {gone.reason}")
+        elif not self._resume(folder, status, gone.reason):
+            tail = folder.log_tail(3)
+            message = gone.reason + (f"; its log ends: {tail}" if tail else "")
+            folder.write_status(
+                "failed", error={"code": "worker_died", "message": message[:2000], "param": None}
+            )
+            folder.event("error", f"The job failed: {message}"[:4000])
+        return _backend_status(job_id, folder.status())
 
-    def _resume(self, folder: JobFolder, status: Mapping[str, Any]) -> bool:
+    def _resume(self, folder: JobFolder, status: Mapping[str, Any], reason: str) -> bool:
         """Start a dead worker again from its last checkpoint, when one is saved, attempts are
         left and no cancel began. Only one backend (of several replicas) does it."""
         attempt = int(status.get("resumes") or 0) + 1
@@ -321,15 +262,19 @@ class LocalBackend:
             (folder.path / f"resume-{attempt}").open("x").close()
         except FileExistsError:
             return True  # another backend is restarting it
-        pid = folder.pid()
         folder.write_status("queued", resumes=attempt)
         folder.event(
             "warning",
-            f"The training worker (pid {pid[0] if pid else '?'}) ended without a final status "
-            f"(killed, or out of memory); resuming from the checkpoint at step {found[-1][0]} "
-            f"(attempt {attempt} of {self.config.resume_attempts})",
+            f"{reason[:1].upper()}{reason[1:]}; resuming from the checkpoint at step "
+            f"{found[-1][0]} (attempt {attempt} of {self.config.resume_attempts})",
         )
-        self._spawn(folder)
+        try:
+            self.runner.launch(folder, attempt=attempt)
+        except BackendRefused as exc:
+            folder.write_status(
+                "failed", error={"code": "resume_failed", "message": str(exc), "param": None}
+            )
+            folder.event("error", f"The job failed: {exc}")
         return True
 
     def events(self, job_id: str, *, after: str | None = None) -> list[BackendEvent]:
@@ -381,16 +326,7 @@ class LocalBackend:
         if folder.status().get("state") in TERMINAL:
             return self.status(job_id)
         folder.cancel_file.touch()
-        found = folder.pid()
-        if found is not None and process_alive(*found):
-            _signal_group(found[0], signal.SIGTERM)
-            deadline = time.monotonic() + self.config.cancel_grace_seconds
-            while self._alive(folder) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if self._alive(folder):
-                _signal_group(found[0], signal.SIGKILL)
-                while self._alive(folder) and time.monotonic() < deadline + 5:
-                    time.sleep(0.05)
+        self.runner.stop(folder, grace_seconds=self.config.cancel_grace_seconds)
         if folder.status().get("state") not in TERMINAL:
             folder.write_status("cancelled", error=None)
             folder.event("info", "Job cancelled")
@@ -446,14 +382,6 @@ class LocalBackend:
             )
             if path.is_dir()
         }
-
-
-def _signal_group(pid: int, signum: signal.Signals) -> None:
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signum)
 
 
 def local_from_config(name: str, config: Any) -> LocalBackend:

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BASE_LEARNING_RATES: dict[str, float] = {
     "supervised:lora": 2e-4,
@@ -29,7 +29,8 @@ class LocalTrainingConfig(BaseModel):
     root: Path = Path("training-jobs")
     """Job folders (``<root>/<job id>/``) and uploaded files (``<root>/files/``)."""
     python: str | None = None
-    """The interpreter that runs the worker (one with the ``train`` extra); None: this one."""
+    """The interpreter that runs the worker (one with the ``train`` extra); None: this one (with
+    ``runner = "ray"``: ``python`` on the node's PATH)."""
     allow_downloads: bool = False
     """False sets ``HF_HUB_OFFLINE=1`` for the worker: the base model must be a local folder or
     already in the Hugging Face cache."""
@@ -60,6 +61,38 @@ class LocalTrainingConfig(BaseModel):
     """After SIGTERM, how long the worker has before SIGKILL."""
     learning_rates: dict[str, float] = Field(default_factory=dict)
     """Overrides of ``BASE_LEARNING_RATES``."""
+    num_gpus: int = Field(default=0, ge=0)
+    """GPUs for one job. More than one starts the worker under ``accelerate launch``, one
+    process per GPU (data parallel); with ``runner = "ray"`` they are reserved for the job on
+    one node. 0: the process runner trains on whatever GPU is visible, a Ray job on none."""
+
+    runner: Literal["process", "ray"] = "process"
+    """Where the worker runs: a process on this machine, or a Ray Job on an existing cluster."""
+    address: str | None = None
+    """``ray``: the cluster's dashboard (Jobs API), e.g. ``http://head:8265``."""
+    cluster_root: str | None = None
+    """``ray`` with a shared file system: ``root`` as the Ray nodes see it, when mounted
+    elsewhere there; None: the same path."""
+    artifact_uri: str | None = None
+    """``ray`` without a shared file system: an fsspec URL (``s3://bucket/prefix``,
+    ``gs://…``, ``file:///mnt/…``) the worker writes its files to and the backend copies back
+    from; the job's spec and data travel in the Ray job's ``working_dir``."""
+    num_cpus: float = Field(default=1, ge=0)
+    """``ray``: CPUs reserved for the job."""
+    resources: dict[str, float] = Field(default_factory=dict)
+    """``ray``: custom resources reserved for the job (e.g. ``{"accelerator_type:A100" =
+    0.001}``)."""
+    runtime_env: dict[str, Any] = Field(default_factory=dict)
+    """``ray``: more of the job's runtime environment (``pip``, ``env_vars``, ``container``…)."""
+    ship_code: bool = True
+    """``ray``: send this server's ``finetune`` and ``storage`` packages with each job
+    (``py_modules``), so the nodes need only the libraries of the ``train`` extra."""
+
+    @model_validator(mode="after")
+    def _ray_needs_an_address(self) -> LocalTrainingConfig:
+        if self.runner == "ray" and not self.address:
+            raise ValueError('runner = "ray" needs address, the Ray dashboard (http://host:8265)')
+        return self
 
     def base_learning_rate(self, method: str) -> float:
         key = f"{method}:{self.tuning}"

@@ -8,10 +8,13 @@
         events.jsonl       one event a line (messages and metrics), appended
         metrics.jsonl      step, epoch, loss, learning_rate, eval_loss, tokens_per_second
         pid                "<pid> <start time>" of the worker, its process group leader
+        ray-job            with runner "ray": the Ray submission id of the current attempt,
+                           and how that Ray job ended once it did
         cancel             present once a cancel began
         resume-<n>         taken (exclusively) by the one backend that restarts a dead worker
-        worker.log         the worker's stdout and stderr
-        checkpoints/       checkpoint-<step>/ as the trainer saves them
+        worker.log         the worker's stdout and stderr (with Ray: the job's logs, copied)
+        checkpoints/       checkpoint-<step>/ as the trainer saves them (with an artifact_uri:
+                           their trainer_state.json only, the weights staying in the store)
         adapter/           the LoRA adapter (adapter_model.safetensors, adapter_config.json)
         model/             the whole model, when tuning is "full"
         merged/            the base with the adapter merged in, when configured
@@ -120,6 +123,14 @@ class JobFolder:
     @property
     def pid_file(self) -> Path:
         return self.path / "pid"
+
+    @property
+    def ray_job_file(self) -> Path:
+        return self.path / "ray-job"
+
+    def ray_job(self) -> dict[str, Any]:
+        found = _read_json(self.ray_job_file)
+        return found if isinstance(found, dict) else {}
 
     @property
     def cancel_file(self) -> Path:

@@ -5,6 +5,9 @@ folder's spec and data, trains with TRL (SFT or DPO) and PEFT LoRA (or full fine
 writes metrics, events, checkpoints, the adapter and a final status into the folder. A job with
 checkpoints resumes from the last one. SIGTERM cancels. torch, transformers, trl and peft are
 imported here only: never by the server.
+
+Under ``accelerate launch`` (a job with more than one GPU) each GPU has a process of its own;
+only the first (``RANK`` 0) writes the folder, the trainer saving its checkpoints from there too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,22 @@ import orjson
 
 from finetune.training.local._encode import TemplateError, dpo_row, encode_sft
 from finetune.training.local._folder import JobFolder
+
+
+def _first_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+class _SilentFolder(JobFolder):
+    """The folder as another GPU's process sees it: read, never written."""
+
+    __slots__ = ()
+
+    def write_json(self, path: Path, value: Any) -> None:
+        return None
+
+    def append(self, path: Path, record: dict[str, Any]) -> None:
+        return None
 
 
 class JobFailed(Exception):
@@ -183,6 +202,8 @@ def train(folder: JobFolder) -> None:
     result = trainer.train(resume_from_checkpoint=resume)
     tokens = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
 
+    if not _first_process():
+        return
     if lora:
         trainer.model.save_pretrained(folder.adapter_dir)
         tokenizer.save_pretrained(folder.adapter_dir)
@@ -284,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m finetune.training.local.worker JOB_DIR", file=sys.stderr)
         return 2
-    return run(JobFolder(Path(args[0]).resolve()))
+    path = Path(args[0]).resolve()
+    return run(JobFolder(path) if _first_process() else _SilentFolder(path))
 
 
 if __name__ == "__main__":
