@@ -131,9 +131,17 @@ class Stillroom:
         (workdir / "stillroom.toml").write_text(config)
         self.log_path = workdir / "server.log"
         self.port = free_port()
+        # The config file alone: no STILLROOM_ setting of the caller's shell (a database URL
+        # above all) may point the demo at anything of theirs.
+        environment = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("STILLROOM_", "OPENAI_"))
+        }
         self.process = start_process(
             [STILLROOM, "--config", "stillroom.toml", "serve", "--port", str(self.port)],
             self.log_path,
+            env=environment,
             cwd=workdir,
         )
         self.base = f"http://127.0.0.1:{self.port}"
