@@ -5,7 +5,7 @@ UV := $(TOOLS)/bin/uv
 BIN := .venv/bin
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install install-train run test test-vllm lint typecheck pytest postgres chromium bench demo clean
+.PHONY: install install-train run test test-vllm lint typecheck pytest postgres chromium bench demo demo-local clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -75,6 +75,11 @@ bench: install postgres
 ## The whole loop offline, step by step, against the SANDBOX upstream (never OpenAI).
 demo: install
 	$(BIN)/python -m tests.sandbox.demo
+
+## The same loop with a real student: a tiny model trained with LoRA by the `local` backend and
+## served by `transformers serve`, on this machine (the teacher is still the sandbox).
+demo-local: install install-train
+	$(BIN)/python -m tests.sandbox.demo_local
 
 clean:
 	rm -rf .venv .vllm-venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -1,4 +1,5 @@
-"""The sandbox upstream itself: labelled, deterministic, and its ft: models learn the teacher."""
+"""The sandbox upstream itself: labelled, deterministic, and its ft: models learn the teacher;
+and the loss curve the local demo draws."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.sandbox import SANDBOX_HEADER, SandboxConfig, answer_text, running_sandbox
+from tests.sandbox._loss_curve import chart, sparkline
 
 TEACHER = "gpt-4o-2024-08-06"
 QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 7 squared?"}]
@@ -89,3 +91,22 @@ def test_responses_get_the_chat_answer_as_an_object_and_as_typed_events() -> Non
         == events[-1].response.output_text
         == answer_text(TEACHER, [{"role": "user", "content": "Hi"}])
     )
+
+
+def test_the_loss_chart_draws_each_step_as_a_column_between_the_highest_and_lowest_loss() -> None:
+    assert chart([3.0, 2.5, 2.0, 1.0], rows=4) == [
+        "  3.000 │█   ",
+        "        │██  ",
+        "        │███ ",
+        "  1.000 │███▁",
+        "        └────",
+    ]
+    assert sparkline([6.2, 5.9, 5.5, 5.4]) == "█▅▂▁"
+    assert sparkline([2.0, 2.0]) == "▁▁"
+
+
+def test_a_long_loss_curve_is_averaged_into_the_charts_width() -> None:
+    drawn = chart([float(n) for n in range(100, 0, -1)], rows=3, width=10)
+    assert [len(line) for line in drawn] == [19] * 4
+    assert drawn[0] == " 95.500 │█▅▃       "
+    assert drawn[2].startswith("  5.500 │")

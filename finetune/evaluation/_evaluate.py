@@ -171,7 +171,25 @@ def _request_of(example: Mapping[str, Any], captured: Any) -> tuple[dict[str, An
     # The export format has no response_format: the capture's own request still knows it.
     if isinstance(captured, dict) and isinstance(captured.get("response_format"), dict):
         request["response_format"] = captured["response_format"]
+    request.update(_answer_limit(captured))
     return request, messages[-1]
+
+
+def _answer_limit(captured: Any) -> dict[str, int]:
+    """The client's limit on the answer's length, as it asked the teacher: the model under
+    evaluation answers under the same limit (a student that never ends its answer would
+    otherwise write until its server's own limit, thousands of tokens)."""
+    if not isinstance(captured, dict):
+        return {}
+    found = {
+        key: value
+        for key in ("max_tokens", "max_completion_tokens")
+        if isinstance(value := captured.get(key), int) and not isinstance(value, bool)
+    }
+    responses_limit = captured.get("max_output_tokens")  # a Responses API capture
+    if not found and isinstance(responses_limit, int) and not isinstance(responses_limit, bool):
+        found["max_completion_tokens"] = responses_limit
+    return found
 
 
 def load_test_split(engine: Engine, dataset_id: str) -> list[TestExample]:

@@ -10,8 +10,9 @@ Upstream kinds:
   vllm          vLLM's OpenAI server with runtime LoRA (``--enable-lora`` and
                 ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``), or anything with the same API:
                 ``POST /v1/load_lora_adapter`` on each replica, then ``GET /v1/models`` lists it
-  transformers  ``transformers serve DIR``: one merged model, asked for by its path; the ``ft:``
-                name is rewritten to that path on the way out
+  transformers  ``transformers serve``: merged models, asked for by their path (the ``ft:`` name
+                is rewritten to it on the way out); each replica must list the student, and
+                one started without a model is asked to load it (``POST /load_model``)
 
 A student's weights are found from its name: ``ft:<base>:local:<suffix>:<job id>`` names the
 job folder ``<root>/<job id>`` of a local training backend, which holds ``adapter/`` (PEFT:
@@ -25,7 +26,7 @@ job folder ``<root>/<job id>`` of a local training backend, which holds ``adapte
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,13 @@ from typing import Any, Literal
 import httpx
 from sqlalchemy import Engine
 
+from finetune.routing._replicas import (
+    ReplicaError,
+    adapters,
+    load_adapter,
+    load_merged,
+    unload_adapter,
+)
 from storage import (
     current_alias_versions,
     get_alias_version,
@@ -165,33 +173,48 @@ class StudentServing:
         if served is None or served.kind == "openai":
             return
         weights = self.locate(model)
+        load: Callable[[httpx.Client, str], str | None]
         if served.kind == "transformers":
-            if weights is None or weights.merged is None:
+            merged = weights.merged if weights is not None else None
+            if merged is None:
                 raise StudentNotFound(
                     f"Upstream {upstream!r} serves merged models only, and {model!r} has no "
                     "merged model: merge the adapter (PEFT's merge_and_unload) into merged/.",
                     param="model",
                     code="student_not_merged",
                 )
-            return
-        if weights is None or weights.adapter is None:
-            raise StudentNotFound(
-                f"No LoRA adapter found for {model!r}: it names no local training job whose "
-                "folder holds adapter/adapter_config.json.",
-                param="model",
-                code="adapter_not_found",
+            hint = (
+                f" (start `transformers serve {merged}` there, or a `transformers serve` "
+                "without a model, which loads it when asked)"
             )
+
+            def load(client: httpx.Client, replica: str) -> str | None:
+                return load_merged(client, replica, str(merged))
+        else:
+            adapter = weights.adapter if weights is not None else None
+            if adapter is None:
+                raise StudentNotFound(
+                    f"No LoRA adapter found for {model!r}: it names no local training job "
+                    "whose folder holds adapter/adapter_config.json.",
+                    param="model",
+                    code="adapter_not_found",
+                )
+            hint = ""
+
+            def load(client: httpx.Client, replica: str) -> str | None:
+                return load_adapter(client, replica, model, adapter)
+
         failures: list[ReplicaFailure] = []
         with self._client(served) as client:
             for replica in served.replicas:
-                reason = _load(client, replica, model, weights.adapter)
+                reason = load(client, replica)
                 if reason is not None:
                     failures.append(ReplicaFailure(replica, reason))
         if failures:
             where = "; ".join(f"{f.replica}: {f.reason}" for f in failures)
             raise StudentNotServed(
                 f"{len(failures)} of {len(served.replicas)} replicas of upstream {upstream!r} "
-                f"do not serve {model!r}: {where}"[:2000],
+                f"do not serve {model!r}: {where}{hint}"[:2000],
                 param="model",
                 code="student_not_served",
             )
@@ -208,14 +231,14 @@ class StudentServing:
         with self._client(served) as client:
             for replica in served.replicas:
                 try:
-                    listed = _adapters(client, replica)
+                    listed = adapters(client, replica)
                 except ReplicaError as exc:
                     log.warning("upstream %s: %s: %s", upstream, replica, exc.reason)
                     continue
                 for name in sorted(listed - kept):
                     if not name.startswith("ft:"):
                         continue
-                    reason = _unload(client, replica, name)
+                    reason = unload_adapter(client, replica, name)
                     if reason is None:
                         unloaded.append(name)
                     else:
@@ -291,81 +314,3 @@ def _models_on(upstream: str, targets: Iterable[Mapping[str, Any]]) -> set[str]:
         for t in targets
         if t.get("upstream", "default") == upstream and "model" in t
     }
-
-
-class ReplicaError(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _call(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    try:
-        return client.request(method, url, **kwargs)
-    except httpx.HTTPError as exc:
-        raise ReplicaError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
-
-
-def _models(client: httpx.Client, replica: str) -> list[Mapping[str, Any]]:
-    answer = _call(client, "GET", f"{replica}/models")
-    if answer.status_code != 200:
-        raise ReplicaError(f"GET /models answered {answer.status_code}: {_said(answer)}")
-    try:
-        data = answer.json()["data"]
-    except (ValueError, KeyError, TypeError):
-        raise ReplicaError("GET /models answered no model list") from None
-    return [m for m in data if isinstance(m, Mapping)] if isinstance(data, list) else []
-
-
-def _listed(models: Sequence[Mapping[str, Any]]) -> set[str]:
-    return {str(m["id"]) for m in models if "id" in m}
-
-
-def _adapters(client: httpx.Client, replica: str) -> set[str]:
-    """The LoRA adapters a replica serves: vLLM lists them with their base as ``parent``."""
-    return {str(m["id"]) for m in _models(client, replica) if m.get("parent") and "id" in m}
-
-
-def _load(client: httpx.Client, replica: str, model: str, adapter: Path) -> str | None:
-    """None once ``replica`` lists ``model``; else why not."""
-    try:
-        if model in _listed(_models(client, replica)):
-            return None
-        answer = _call(
-            client,
-            "POST",
-            f"{replica}/load_lora_adapter",
-            json={"lora_name": model, "lora_path": str(adapter)},
-        )
-        if answer.status_code != 200:
-            return f"load_lora_adapter answered {answer.status_code}: {_said(answer)}"
-        if model not in _listed(_models(client, replica)):
-            return "loaded, but GET /models does not list it"
-    except ReplicaError as exc:
-        return exc.reason
-    return None
-
-
-def _unload(client: httpx.Client, replica: str, model: str) -> str | None:
-    try:
-        answer = _call(client, "POST", f"{replica}/unload_lora_adapter", json={"lora_name": model})
-    except ReplicaError as exc:
-        return exc.reason
-    if answer.status_code != 200:
-        return f"unload_lora_adapter {model} answered {answer.status_code}: {_said(answer)}"
-    return None
-
-
-def _said(answer: httpx.Response) -> str:
-    """The error's message when it has OpenAI's shape, else the start of the body."""
-    try:
-        body = answer.json()
-    except ValueError:
-        return answer.text[:300]
-    if isinstance(body, Mapping):
-        error = body.get("error")
-        if isinstance(error, Mapping) and "message" in error:
-            return str(error["message"])[:300]
-        if "message" in body:
-            return str(body["message"])[:300]
-    return answer.text[:300]

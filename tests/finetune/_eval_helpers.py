@@ -63,6 +63,8 @@ class FakeUpstream:
     pairwise: Callable[[dict[str, Any]], Any] = lambda _: said('{"winner": "tie", "reason": "-"}')
     queued: dict[str, list[Reply]] = field(default_factory=dict)
     delay: float = 0.0
+    models: list[str] = field(default_factory=list)
+    """What ``GET /v1/models`` lists, over HTTP (``serve_over_http``)."""
     requests: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     in_flight: int = 0
     most_in_flight: int = 0
@@ -106,10 +108,17 @@ def serve_over_http(upstream: FakeUpstream) -> ThreadingHTTPServer:
     """The fake upstream as a real local HTTP server, for code that builds its own client."""
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            listed = [{"id": name, "object": "model"} for name in upstream.models]
+            found = self.path == "/v1/models"
+            self._send(200 if found else 404, {}, {"object": "list", "data": listed})
+
         def do_POST(self) -> None:
             body = orjson.loads(self.rfile.read(int(self.headers["content-length"])))
             upstream.requests.append((0.0, body))
-            status, headers, payload = upstream.reply(body)
+            self._send(*upstream.reply(body))
+
+        def _send(self, status: int, headers: dict[str, str], payload: Any) -> None:
             data = orjson.dumps(payload)
             self.send_response(status)
             for name, value in {**headers, "content-type": "application/json"}.items():

@@ -1,6 +1,7 @@
 """The evaluation runner against a fake upstream behind the SDK's HTTP seam: answers stored per
 example, scores aggregated, concurrency bounded, 429s waited out, pairwise order seeded and
-mapped back, checks on JSON and tools, the base model compared; on SQLite and PostgreSQL."""
+mapped back, checks on JSON and tools, the client's answer limit kept, the base model compared;
+on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -200,6 +201,29 @@ async def test_checks_on_json_and_tool_calls_run_on_each_answer(engine: Engine) 
     assert checks[asked_tools["id"]]["tool_names"] is True
     assert checks[asked_tools["id"]]["tool_arguments"] is False
     assert done.summary["checks"]["tool_arguments"] == {"passed": 0, "applied": 1, "rate": 0.0}
+
+
+async def test_the_model_answers_under_the_limit_the_client_asked_the_teacher_with(
+    engine: Engine,
+) -> None:
+    rows = questions(4)
+    rows[0]["request"]["max_tokens"] = 64
+    rows[1]["request"]["max_completion_tokens"] = 32
+    rows[2]["request"]["max_output_tokens"] = 16  # as a Responses API capture asks
+    dataset_id = make_dataset(engine, rows)
+    upstream = FakeUpstream(answers={f"q{n}": said(f"a{n}") for n in range(1, 5)})
+    await _evaluate(engine, upstream, dataset_id)
+    limits = {
+        b["messages"][-1]["content"]: {k: v for k, v in b.items() if k.startswith("max_")}
+        for b in upstream.asked("student")
+    }
+    assert limits == {
+        "q1": {"max_tokens": 64},
+        "q2": {"max_completion_tokens": 32},
+        "q3": {"max_completion_tokens": 16},
+        "q4": {},
+    }
+    assert all("max_tokens" not in body for body in upstream.asked(JUDGE))
 
 
 async def test_the_base_model_is_evaluated_and_compared(engine: Engine) -> None:

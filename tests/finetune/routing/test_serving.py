@@ -1,6 +1,7 @@
 """Serving self-hosted students: every replica of a ``vllm`` upstream loads the student and
 lists it, a replica that does not is named with its reason, students nothing can return to are
-unloaded, and a ``transformers`` upstream is asked for the merged model's path."""
+unloaded, and a ``transformers`` upstream is asked for the merged model's path, every replica
+listing it or loading it first."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from finetune import (
     local_student_locator,
 )
 from tests.finetune.routing.lora_fake import FakeLoraFleet
+from tests.finetune.routing.transformers_fake import (
+    FakeTransformersFleet,
+    FakeTransformersReplica,
+)
 
 STUDENT = "ft:Qwen2.5-0.5B:local:support:ftjob-1"
 OTHER = "ft:Qwen2.5-0.5B:local:support:ftjob-2"
@@ -147,15 +152,61 @@ def test_release_goes_on_past_a_replica_that_is_down(tmp_path: Path) -> None:
     assert serving(fleet, tmp_path).release("gpu", keep=[]) == [OTHER]
 
 
+def transformers_serving(fleet: FakeTransformersFleet, root: Path) -> StudentServing:
+    upstream = ServedUpstream(name="laptop", kind="transformers", replicas=fleet.urls)
+    return StudentServing(
+        {"laptop": upstream}, local_student_locator([root]), transport=fleet.transport()
+    )
+
+
 def test_a_transformers_upstream_is_asked_for_the_merged_models_path(tmp_path: Path) -> None:
-    fleet = FakeLoraFleet(1)
-    folder = job_folder(tmp_path, "ftjob-1", merged=True)
-    service = serving(fleet, tmp_path, kind="transformers")
-    service.prepare("gpu", STUDENT)
-    assert service.upstream_model("gpu", STUDENT) == str(folder / "merged")
-    assert service.upstream_model("gpu", "gpt-4o") == "gpt-4o"
+    merged = str(job_folder(tmp_path, "ftjob-1", merged=True) / "merged")
+    replica = FakeTransformersReplica(pinned=merged)
+    service = transformers_serving(FakeTransformersFleet(replica), tmp_path)
+    service.prepare("laptop", STUDENT)
+    assert service.upstream_model("laptop", STUDENT) == merged
+    assert service.upstream_model("laptop", "gpt-4o") == "gpt-4o"
     assert service.upstream_model("default", STUDENT) == STUDENT
-    assert fleet.replicas["http://replica-1/v1"].calls == []
+    assert replica.calls == ["GET /v1/models"]  # pinned to it: nothing to load
+
+
+def test_a_transformers_server_started_without_a_model_is_asked_to_load_the_student(
+    tmp_path: Path,
+) -> None:
+    merged = str(job_folder(tmp_path, "ftjob-1", merged=True) / "merged")
+    replicas = FakeTransformersReplica(), FakeTransformersReplica(loaded=["/models/base"])
+    transformers_serving(FakeTransformersFleet(*replicas), tmp_path).prepare("laptop", STUDENT)
+    for replica in replicas:
+        assert replica.loaded[-1] == merged
+        assert replica.calls == ["GET /v1/models", "POST /load_model", "GET /v1/models"]
+
+
+def test_a_transformers_replica_pinned_elsewhere_or_down_is_named_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    merged = str(job_folder(tmp_path, "ftjob-1", merged=True) / "merged")
+    fleet = FakeTransformersFleet(
+        FakeTransformersReplica(pinned="/models/previous-student"),
+        FakeTransformersReplica(down=True),
+        FakeTransformersReplica(no_load_route=True),
+        FakeTransformersReplica(pinned=merged),
+    )
+    with pytest.raises(StudentNotServed) as refused:
+        transformers_serving(fleet, tmp_path).prepare("laptop", STUDENT)
+    message = refused.value.message
+    assert message.startswith(f"3 of 4 replicas of upstream 'laptop' do not serve '{STUDENT}': ")
+    assert (
+        f"http://serve-1:8000/v1: load_model refused {merged}: Server is pinned to "
+        f"'/models/previous-student'; requested '{merged}'." in message
+    )
+    assert "http://serve-2:8000/v1: GET http://serve-2:8000/v1/models: ConnectError" in message
+    assert "http://serve-3:8000/v1: POST /load_model answered 404: Not Found" in message
+    assert "serve-4" not in message
+    assert message.endswith(
+        f"(start `transformers serve {merged}` there, or a "
+        "`transformers serve` without a model, which loads it when asked)"
+    )
+    assert refused.value.code == "student_not_served"
 
 
 def test_a_transformers_upstream_refuses_a_student_that_was_not_merged(tmp_path: Path) -> None:

@@ -156,7 +156,9 @@ def test_a_student_on_its_own_upstream_is_evaluated_there_by_the_name_it_knows(
     merged = tmp_path / "jobs" / "ftjob-1" / "merged"
     merged.mkdir(parents=True)
     (merged / "config.json").write_text("{}")
-    laptop = FakeUpstream(answers={f"{merged}:q{n}": said(f"a{n}") for n in (1, 2, 3)})
+    laptop = FakeUpstream(
+        answers={f"{merged}:q{n}": said(f"a{n}") for n in (1, 2, 3)}, models=[str(merged)]
+    )
     server = serve_over_http(laptop)
     settings = admin_settings(
         database_url,
