@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, select
 
 from storage import (
     count_captures,
@@ -18,6 +18,8 @@ from storage import (
     session_scope,
     update_capture_metadata,
 )
+from storage._captures import _to_columns
+from storage._models import Capture
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -144,3 +146,28 @@ def test_summaries_are_newest_first_without_bodies(engine: Engine) -> None:
         assert "request" not in summaries[0] and "response" not in summaries[0]
         older = list_capture_summaries(session=session, before=summaries[-1]["id"], limit=5)
         assert [s["completion_id"] for s in older] == ["chatcmpl-2", "chatcmpl-1"]
+
+
+def test_insert_stores_each_column_as_the_orm_would(engine: Engine) -> None:
+    """The SQLite writer binds values itself: every stored column must equal what SQLAlchemy's
+    own insert of the same row stores (JSON, times, booleans, NULLs, cut text)."""
+    alike = {"tags": [], "usage": None, "error": None, "store": None, "rating": None}
+    variants = [
+        row(1, **alike | {"tags": ["gold", "x"], "metadata_": {"team": "é"}, "usage": {"n": 3}}),
+        row(2, **alike | {"response": None, "error": {"message": "late"}, "store": True}),
+        row(3, **alike | {"served_model": "m" * 250, "stream": True, "rating": 4}),
+    ]
+    table = Capture.__table__  # type: ignore[attr-defined]
+    twins = [{**v, "id": v["id"].replace("cap_", "twn_")} for v in variants]
+    with session_scope(engine) as session:
+        insert_captures(variants, session=session)
+        session.execute(insert(table), [_to_columns(t) for t in twins])
+    with engine.connect() as connection:
+        stored = {r["id"]: dict(r) for r in connection.execute(select(table)).mappings()}
+    for variant in variants:
+        ours = stored[variant["id"]]
+        theirs = stored[variant["id"].replace("cap_", "twn_")]
+        assert {k: v for k, v in ours.items() if k != "id"} == {
+            k: v for k, v in theirs.items() if k != "id"
+        }
+    assert stored["cap_00000000000000000003"]["served_model"] == "m" * 200
