@@ -178,7 +178,7 @@ def _detail_cells(row: TargetRow) -> list[str]:
         captures = f"{row.captures_written:,.0f} / {row.responses:,}"
     db_cpu = (
         f"{t.database_cpu_ms_per_request:.3f}"
-        if t and t.database_cpu_ms_per_request is not None and row.key == "postgres"
+        if t and t.database_cpu_ms_per_request is not None and row.key.startswith("postgres")
         else "—"
     )
     other = f"{t.foreign_cpu_percent:.0f} %" if t else "—"
