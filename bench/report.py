@@ -144,11 +144,18 @@ def _workers_rows(rows: list[TargetRow]) -> list[list[str]]:
                 f"{double.rps:,.0f}",
                 f"{double.rps / single.rps:.2f}x",
                 f"{single.cpu_ms_per_request:.3f} / {double.cpu_ms_per_request:.3f}",
+                # How much of the machine each got: what the ratio is made of.
+                f"{_cpus(single):.2f} / {_cpus(double):.2f}",
                 f"{single.load_cpu_percent:.0f} % / {double.load_cpu_percent:.0f} %",
-                f"{double.foreign_cpu_percent:.0f} %",
+                f"{single.foreign_cpu_percent:.0f} % / {double.foreign_cpu_percent:.0f} %",
             ]
         )
     return body
+
+
+def _cpus(throughput: Throughput) -> float:
+    """CPUs a target kept busy during its closed-loop run."""
+    return throughput.rps * throughput.cpu_ms_per_request / 1000
 
 
 def _table(header: list[str], align: list[str], body: list[list[str]]) -> list[str]:
@@ -262,10 +269,11 @@ def to_markdown(report: Report) -> str:
                 "req/s @16, 2 workers",
                 "2 workers ÷ 1 (goal ≥ 1.7x)",
                 "CPU ms/req, 1 / 2 workers",
+                "CPUs used, 1 / 2 workers",
                 "load generator + mock CPU, 1 / 2 workers",
-                "other load @2 workers",
+                "other load, 1 / 2 workers",
             ],
-            [":--", "--:", "--:", "--:", "--:", "--:", "--:"],
+            [":--", "--:", "--:", "--:", "--:", "--:", "--:", "--:"],
             workers,
         )
     lines.append("")
