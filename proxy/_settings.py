@@ -244,7 +244,13 @@ class Settings(BaseSettings):
     @field_validator("workers", mode="before")
     @classmethod
     def _auto_workers(cls, value: object) -> object:
-        return 0 if isinstance(value, str) and value.strip().lower() == "auto" else value
+        if not isinstance(value, str):
+            return value
+        if value.strip().lower() == "auto":
+            return 0
+        if not value.strip().isdigit():
+            raise ValueError("must be a number of worker processes, or auto")
+        return value
 
     @field_validator("database_url")
     @classmethod

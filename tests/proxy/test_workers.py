@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy import load_settings
+from proxy import SettingsError, load_settings
 from proxy._workers import MULTIPROCESS_ENV, shared_metrics_dir, worker_count
 
 
@@ -40,6 +40,16 @@ def test_auto_workers_from_a_config_file(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_a_number_of_workers_is_taken_as_it_is() -> None:
     assert worker_count(3) == 3
+
+
+def test_workers_that_are_neither_a_number_nor_auto_are_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STILLROOM_WORKERS", "many")
+    with pytest.raises(
+        SettingsError, match=r"STILLROOM_WORKERS: .*a number of worker processes, or auto"
+    ):
+        load_settings()
 
 
 def test_the_shared_metrics_folder_is_new_named_for_the_workers_and_removed_after(
