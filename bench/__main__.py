@@ -34,12 +34,14 @@ from bench.targets import (
     start_stillroom,
 )
 
-ALL_TARGETS = ("direct", "floor", "sqlite", "postgres", "litellm")
+ALL_TARGETS = ("direct", "floor", "sqlite", "sqlite-2w", "postgres", "postgres-2w", "litellm")
 LABELS = {
     "direct": "direct to mock",
     "floor": "naive pass-through (floor)",
     "sqlite": "stillroom · SQLite",
+    "sqlite-2w": "stillroom · SQLite · 2 workers",
     "postgres": "stillroom · PostgreSQL",
+    "postgres-2w": "stillroom · PostgreSQL · 2 workers",
     "litellm": "LiteLLM",
 }
 
@@ -144,26 +146,27 @@ def start_targets(
     print(f"  mock upstream at {mock.base_url} (pid {mock.pid})", flush=True)
     targets = [mock]
     database_pid: int | None = None
+    # Two workers need two CPUs: they get every CPU, the load generator's included.
+    every_cpu = load_cpus | target_cpus if load_cpus and target_cpus else None
+
+    def stillroom(key: str, database_url: str, workers: int = 1) -> Target:
+        return start_stillroom(
+            fleet,
+            key=key,
+            label=LABELS[key],
+            database_url=database_url,
+            mock=mock,
+            workdir=workdir,
+            cpus=target_cpus if workers == 1 else every_cpu,
+            workers=workers,
+        )
+
     starters: dict[str, Callable[[], Target]] = {
         "floor": lambda: start_floor(fleet, mock=mock, cpus=target_cpus),
-        "sqlite": lambda: start_stillroom(
-            fleet,
-            key="sqlite",
-            label=LABELS["sqlite"],
-            database_url=f"sqlite:///{workdir}/bench.db",
-            mock=mock,
-            workdir=workdir,
-            cpus=target_cpus,
-        ),
-        "postgres": lambda: start_stillroom(
-            fleet,
-            key="postgres",
-            label=LABELS["postgres"],
-            database_url=postgres.BENCH_URL,
-            mock=mock,
-            workdir=workdir,
-            cpus=target_cpus,
-        ),
+        "sqlite": lambda: stillroom("sqlite", f"sqlite:///{workdir}/bench.db"),
+        "sqlite-2w": lambda: stillroom("sqlite-2w", f"sqlite:///{workdir}/bench-2w.db", 2),
+        "postgres": lambda: stillroom("postgres", postgres.BENCH_URL),
+        "postgres-2w": lambda: stillroom("postgres-2w", postgres.BENCH_URL, 2),
         "litellm": lambda: start_litellm(
             fleet, mock=mock, workdir=workdir, cpus=target_cpus, allow_install=allow_install
         ),
@@ -171,7 +174,7 @@ def start_targets(
     for key in ALL_TARGETS[1:]:
         if key not in wanted:
             continue
-        if key == "postgres":
+        if key.startswith("postgres") and "PostgreSQL" not in result.versions:
             try:
                 info = postgres.create_fresh_database()
             except psycopg.Error as error:
@@ -367,8 +370,14 @@ def _add_notes(rows: list[report.TargetRow], result: report.Report) -> None:
             result.notes.append(
                 f"{row.label}: {row.processes} processes; CPU and RSS are summed over them"
             )
-        if row.key in ("sqlite", "postgres") and row.captures_written is None:
+        if row.key.startswith(("sqlite", "postgres")) and row.captures_written is None:
             result.notes.append(f"{row.label}: no stillroom_captures_written_total on /metrics")
+    if any(row.key.endswith("-2w") for row in rows):
+        result.notes.append(
+            "2-worker targets run on every CPU, beside the load generator and the mock "
+            "(their CPU is in the workers table): on a machine of two CPUs they cannot have "
+            "two to themselves."
+        )
     result.notes.append(
         "Captures can exceed responses by up to 16 per closed-loop run: wrk stops with "
         "requests in flight, which the proxy still completes upstream and captures."

@@ -46,6 +46,9 @@ class Throughput:
     """CPU of the PostgreSQL server's processes per request, when its pid is known."""
     foreign_cpu_percent: float
     """CPU that processes outside the benchmark (and PostgreSQL) took meanwhile, % of one CPU."""
+    load_cpu_percent: float = 0.0
+    """CPU of the load generator, the mock and the benchmark itself meanwhile, % of one CPU:
+    what a target that needs every CPU (several workers) has to share them with."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ def throughput_round(
             cpu_ms_per_request=cpu_used * 1000 / served,
             database_cpu_ms_per_request=None if db_used is None else db_used * 1000 / served,
             foreign_cpu_percent=foreign / max(load.duration_s, 1e-9) * 100,
+            # The benchmark's tree holds wrk (reaped), the mock and every target: less this one.
+            load_cpu_percent=max(0.0, ours - cpu_used) / max(load.duration_s, 1e-9) * 100,
         )
         _warn_failures(target, load)
     return results

@@ -126,6 +126,38 @@ def _floor_rows(rows: list[TargetRow], base: TargetRow | None) -> list[list[str]
     return body
 
 
+def _workers_rows(rows: list[TargetRow]) -> list[list[str]]:
+    """Each store's two-worker throughput as a ratio of its one-worker throughput."""
+    measured = {row.key: row for row in rows if row.unavailable is None}
+    body = []
+    for key, row in measured.items():
+        one = measured.get(key.removesuffix("-2w"))
+        if not key.endswith("-2w") or one is None or one.throughput is None:
+            continue
+        if row.throughput is None or one.throughput.rps <= 0:
+            continue
+        single, double = one.throughput, row.throughput
+        body.append(
+            [
+                one.label,
+                f"{single.rps:,.0f}",
+                f"{double.rps:,.0f}",
+                f"{double.rps / single.rps:.2f}x",
+                f"{single.cpu_ms_per_request:.3f} / {double.cpu_ms_per_request:.3f}",
+                # How much of the machine each got: what the ratio is made of.
+                f"{_cpus(single):.2f} / {_cpus(double):.2f}",
+                f"{single.load_cpu_percent:.0f} % / {double.load_cpu_percent:.0f} %",
+                f"{single.foreign_cpu_percent:.0f} % / {double.foreign_cpu_percent:.0f} %",
+            ]
+        )
+    return body
+
+
+def _cpus(throughput: Throughput) -> float:
+    """CPUs a target kept busy during its closed-loop run."""
+    return throughput.rps * throughput.cpu_ms_per_request / 1000
+
+
 def _table(header: list[str], align: list[str], body: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
@@ -153,7 +185,7 @@ def _detail_cells(row: TargetRow) -> list[str]:
         captures = f"{row.captures_written:,.0f} / {row.responses:,}"
     db_cpu = (
         f"{t.database_cpu_ms_per_request:.3f}"
-        if t and t.database_cpu_ms_per_request is not None and row.key == "postgres"
+        if t and t.database_cpu_ms_per_request is not None and row.key.startswith("postgres")
         else "—"
     )
     other = f"{t.foreign_cpu_percent:.0f} %" if t else "—"
@@ -226,6 +258,23 @@ def to_markdown(report: Report) -> str:
             ],
             [":--", "--:", "--:", "--:", "--:"],
             beside_floor,
+        )
+    workers = _workers_rows(report.rows)
+    if workers:
+        lines += ["", "Two workers beside one, same run:", ""]
+        lines += _table(
+            [
+                "target",
+                "req/s @16, 1 worker",
+                "req/s @16, 2 workers",
+                "2 workers ÷ 1 (goal ≥ 1.7x)",
+                "CPU ms/req, 1 / 2 workers",
+                "CPUs used, 1 / 2 workers",
+                "load generator + mock CPU, 1 / 2 workers",
+                "other load, 1 / 2 workers",
+            ],
+            [":--", "--:", "--:", "--:", "--:", "--:", "--:", "--:"],
+            workers,
         )
     lines.append("")
     lines.append(

@@ -16,6 +16,7 @@ from bench.processes import (
     Fleet,
     StartError,
     free_port,
+    http_get,
     log_tail,
     read_ready_line,
     run_logged,
@@ -123,6 +124,7 @@ def start_stillroom(
     mock: Target,
     workdir: Path,
     cpus: set[int] | None,
+    workers: int = 1,
 ) -> Target:
     binary = stillroom_binary()
     if binary is None:
@@ -140,10 +142,16 @@ def start_stillroom(
             "STILLROOM_LOG_LEVEL": "WARNING",
         }
     )
-    argv = [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    argv = [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", str(workers)]
     child = fleet.spawn(key, argv, env=env, cpus=cpus, cwd=workdir)
     base_url = f"http://127.0.0.1:{port}"
-    startup = wait_until_healthy(child, f"{base_url}/healthz", STARTUP_TIMEOUT_S)
+    started = time.monotonic()
+    wait_until_healthy(child, f"{base_url}/healthz", STARTUP_TIMEOUT_S)
+    if workers > 1:
+        # /healthz answers once the first worker is up; every one must be before measuring.
+        _wait_for_workers(child, f"{base_url}/metrics", workers, STARTUP_TIMEOUT_S)
+    startup = time.monotonic() - started
     return Target(
         key=key,
         label=label,
@@ -153,6 +161,18 @@ def start_stillroom(
         startup_s=startup,
         metrics_url=f"{base_url}/metrics",
     )
+
+
+def _wait_for_workers(child: Child, metrics_url: str, workers: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, body = http_get(metrics_url)
+        if body.count(b"stillroom_worker_requests{") >= workers:
+            return
+        if not child.alive():
+            break
+        time.sleep(0.2)
+    raise StartError(f"{child.name}: fewer than {workers} workers up:\n{log_tail(child.log)}")
 
 
 def ensure_litellm(log: Path, allow_install: bool) -> tuple[Path, str]:

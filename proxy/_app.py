@@ -22,6 +22,7 @@ from proxy._errors import EXCEPTION_HANDLERS
 from proxy._metrics import Metrics
 from proxy._services import Services
 from proxy._settings import Settings
+from proxy._workers import shared_metrics_dir_of_this_process
 from proxy.admin import CONTROLLERS, admin_guard, cycle_runner, evaluation_worker, job_tracker
 from proxy.gateway import (
     ROUTES,
@@ -76,7 +77,7 @@ class Stillroom(Litestar):
 
 def create_app(settings: Settings) -> Litestar:
     engine = make_engine(settings.database_url)
-    metrics = Metrics()
+    metrics = Metrics(shared_dir=shared_metrics_dir_of_this_process())
     # The writer has its own engine, whose statements give up instead of waiting on a stall.
     writer_engine = make_engine(
         settings.database_url,
@@ -156,6 +157,7 @@ def create_app(settings: Settings) -> Litestar:
         # First: the writer holds captures in the spool until the schema is known good.
         await database.start()
         sink.start()
+        metrics.start()
         tracker.start()
         runner.start()
         await upstream.open()
@@ -188,6 +190,7 @@ def create_app(settings: Settings) -> Litestar:
             await anyio.to_thread.run_sync(sink.close, drain_seconds)
             writer_engine.dispose()
             engine.dispose()
+            metrics.stop()
             log.info("stillroom stopped; captures flushed")
 
     app = Stillroom(

@@ -125,7 +125,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
+    workers: int = Field(default=1, ge=0, le=64)
+    """Processes serving one port; ``0`` or ``auto``: one per CPU this process may run on."""
 
     spool_dir: Path = Path("./stillroom-spool")
     """Where captures wait, on disk, while the database cannot take them."""
@@ -239,6 +240,17 @@ class Settings(BaseSettings):
                     f"cycles.{alias}.student_upstream names '{upstream}', which is not in upstreams"
                 )
         return self
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if value.strip().lower() == "auto":
+            return 0
+        if not value.strip().isdigit():
+            raise ValueError("must be a number of worker processes, or auto")
+        return value
 
     @field_validator("database_url")
     @classmethod

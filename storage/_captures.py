@@ -29,11 +29,12 @@ def insert_captures(rows: Sequence[Mapping[str, Any]], *, session: Session) -> i
         return _rowcount(session.execute(stmt, values))
     if connection.dialect.name != "sqlite":  # pragma: no cover - only two stores are supported
         return _rowcount(session.execute(insert(table), values))
+    _hold_write_lock(session)
     indexed_up_to = _last_rowid(session)
     inserted = _sqlite_insert(connection.dialect, values[0].keys()).execute(connection, values)
     # One statement per batch indexes the new rows for search at about a quarter of what a
-    # trigger per row costs (migration 0011); the writer holds the only write lock, so the
-    # rows past the old last rowid are exactly this batch's new ones.
+    # trigger per row costs (migration 0011); this transaction holds the write lock since
+    # before it read the last rowid, so the rows past it are exactly this batch's.
     session.execute(_INDEX_NEW_ROWS, {"after": indexed_up_to})
     return max(inserted, 0)
 
@@ -101,6 +102,17 @@ _INDEX_NEW_ROWS = text(
     "INSERT INTO captures_search(rowid, search_text)"
     " SELECT rowid, search_text FROM captures WHERE rowid > :after"
 )
+
+
+def _hold_write_lock(session: Session) -> None:
+    """Take SQLite's write lock now, waiting for it as long as the busy timeout allows.
+
+    The driver opens a transaction only at the first insert, so the last rowid would be read
+    outside it: another process (a second ``serve`` worker) could add rows in between, which
+    both would then index, and the search index would no longer match the table."""
+    driver_connection = session.connection().connection.driver_connection
+    if not getattr(driver_connection, "in_transaction", True):
+        session.execute(text("BEGIN IMMEDIATE"))
 
 
 def _last_rowid(session: Session) -> int:

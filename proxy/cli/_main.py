@@ -14,6 +14,7 @@ from litestar import Litestar
 
 from proxy._logging import configure_logging
 from proxy._settings import Settings, SettingsError, load_settings
+from proxy._workers import shared_metrics_dir, worker_count
 from proxy.cli._aliases import aliases
 from proxy.cli._captures import captures
 from proxy.cli._cycles import cycles_group
@@ -38,6 +39,7 @@ from storage import (
 )
 
 _CONFIG_ENV = "STILLROOM_CONFIG_FILE"
+_WORKER_HEALTHCHECK_SECONDS = 30
 log = logging.getLogger("stillroom")
 
 
@@ -66,11 +68,16 @@ def cli(ctx: click.Context, config: Path | None) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Interface to bind [default: 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [default: 8000].")
-@click.option("--workers", type=int, default=None, help="Worker processes [default: 1].")
+@click.option(
+    "--workers",
+    default=None,
+    metavar="N|auto",
+    help="Worker processes on the one port; auto: one per CPU [default: 1].",
+)
 @click.option("--migrate/--no-migrate", default=True, show_default=True, help="Migrate first.")
 @click.pass_context
 def serve(
-    ctx: click.Context, host: str | None, port: int | None, workers: int | None, migrate: bool
+    ctx: click.Context, host: str | None, port: int | None, workers: str | None, migrate: bool
 ) -> None:
     """Run the proxy, admin API and capture writer."""
     import uvicorn
@@ -109,7 +116,8 @@ def serve(
     }
     # uvicorn re-raises SIGTERM once it has shut down cleanly; land it on a clean exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    if settings.workers == 1:
+    count = worker_count(settings.workers)
+    if count == 1:
         from proxy._app import create_app
 
         uvicorn.run(create_app(settings), **common)
@@ -120,9 +128,17 @@ def serve(
     os.environ["STILLROOM_MIGRATE"] = "true" if migrate else "false"
     if ctx.obj.get("config") is not None:
         os.environ[_CONFIG_ENV] = str(ctx.obj["config"])
-    uvicorn.run(
-        "proxy.cli._main:app_from_environment", factory=True, workers=settings.workers, **common
-    )
+    log.info("serving with %d worker processes", count)
+    with shared_metrics_dir():
+        uvicorn.run(
+            "proxy.cli._main:app_from_environment",
+            factory=True,
+            workers=count,
+            # A worker answers the supervisor only once it has imported the app, which takes
+            # seconds on a busy machine; uvicorn's 5 s made it kill and restart such workers.
+            timeout_worker_healthcheck=_WORKER_HEALTHCHECK_SECONDS,
+            **common,
+        )
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:

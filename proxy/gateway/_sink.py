@@ -370,6 +370,8 @@ class CaptureSink:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return True  # a live process owns it and will replay it
+            if _replaced_or_gone(path, handle):
+                return True  # another worker replayed it while this one waited to open it
             if not self._replay_lines(handle.read(), path):
                 return False
             path.unlink(missing_ok=True)
@@ -393,6 +395,15 @@ class CaptureSink:
         if rows:
             self._metrics.captures_replayed.inc(len(rows))
             log.warning("replayed %d spooled captures from %s", len(rows), path.name)
+        return True
+
+
+def _replaced_or_gone(path: Path, handle: IO[bytes]) -> bool:
+    """Whether ``path`` no longer names the file ``handle`` holds (it was replayed and
+    removed between this process opening it and taking its lock)."""
+    try:
+        return os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
         return True
 
 

@@ -50,7 +50,8 @@ def test_environment_wins_over_config_file(monkeypatch: pytest.MonkeyPatch, tmp_
         ("STILLROOM_PORT", "eighty"),
         ("STILLROOM_DATABASE_URL", "mysql://nope"),
         ("STILLROOM_UPSTREAM_BASE_URL", "api.openai.com"),
-        ("STILLROOM_WORKERS", "0"),
+        ("STILLROOM_WORKERS", "-1"),
+        ("STILLROOM_WORKERS", "many"),
     ],
 )
 def test_bad_value_stops_with_a_message_naming_the_variable(

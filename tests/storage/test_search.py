@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData, Table
+from sqlalchemy import Engine, MetaData, Table, text
 
 from storage import (
     CaptureFilter,
@@ -130,5 +132,46 @@ def test_captures_stored_before_the_index_are_backfilled(server_database_url: st
         with session_scope(engine) as session:
             insert_captures([capture_row(2, question="stored after search")], session=session)
         assert _found(engine, "search") == [capture_id(2), capture_id(1)]
+    finally:
+        engine.dispose()
+
+
+def _write_batches(url: str, first: int, batches: int, size: int) -> None:
+    """One writer process's work: ``batches`` inserts of ``size`` captures from ``first`` on."""
+    engine = make_engine(url, pool_size=1, statement_timeout_seconds=30)
+    try:
+        for start in range(first, first + batches * size, size):
+            store(engine, [capture_row(n) for n in range(start, start + size)])
+    finally:
+        engine.dispose()
+
+
+def test_two_processes_writing_at_once_keep_the_sqlite_index_matching_the_table(
+    tmp_path: Path,
+) -> None:
+    """Two ``serve`` workers each have a capture writer; on SQLite they share one file."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    spawn = multiprocessing.get_context("spawn")
+    writers = [
+        spawn.Process(target=_write_batches, args=(url, first, 60, 40)) for first in (1, 1_000_001)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(120)
+    assert [writer.exitcode for writer in writers] == [0, 0]
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            # FTS5's own check: every row indexed exactly once, and nothing else in the index.
+            connection.execute(
+                text(
+                    "INSERT INTO captures_search(captures_search, rank) VALUES ('integrity-check', 1)"
+                )
+            )
+        assert _found(engine, "q1000060") == [capture_id(1_000_060)]
     finally:
         engine.dispose()

@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from proxy._metrics import Metrics
 from proxy.gateway._capture import Exchange
-from proxy.gateway._sink import CaptureSink
+from proxy.gateway._sink import CaptureSink, _replaced_or_gone
 from storage import count_captures, get_capture, session_scope
 from tests.support import wait_for
 
@@ -129,6 +129,21 @@ def test_close_while_database_is_down_spools_and_next_process_replays(
     finally:
         second.close(10)
     assert list(spool_dir.glob("*.jsonl")) == []
+
+
+def test_an_orphan_replayed_and_removed_by_another_worker_meanwhile_is_seen_as_gone(
+    tmp_path: Path,
+) -> None:
+    """Two workers may open the same orphan; the one that gets its lock second must not read
+    a file the first has replayed and removed (or one made anew under its name)."""
+    orphan = tmp_path / "spool-host-1.jsonl"
+    orphan.write_bytes(b'{"id": "cap_1"}\n')
+    with orphan.open("rb+") as handle:
+        assert not _replaced_or_gone(orphan, handle)
+        orphan.unlink()
+        assert _replaced_or_gone(orphan, handle)
+        orphan.write_bytes(b'{"id": "cap_2"}\n')
+        assert _replaced_or_gone(orphan, handle)
 
 
 def stored_lines(spool_dir: Path) -> int:
