@@ -151,7 +151,13 @@ def test_summaries_are_newest_first_without_bodies(engine: Engine) -> None:
 def test_insert_stores_each_column_as_the_orm_would(engine: Engine) -> None:
     """The SQLite writer binds values itself: every stored column must equal what SQLAlchemy's
     own insert of the same row stores (JSON, times, booleans, NULLs, cut text)."""
-    alike = {"tags": [], "usage": None, "error": None, "store": None, "rating": None}
+    alike: dict[str, Any] = {
+        "tags": [],
+        "usage": None,
+        "error": None,
+        "store": None,
+        "rating": None,
+    }
     variants = [
         row(1, **alike | {"tags": ["gold", "x"], "metadata_": {"team": "é"}, "usage": {"n": 3}}),
         row(2, **alike | {"response": None, "error": {"message": "late"}, "store": True}),
