@@ -117,60 +117,69 @@ def _secondary_indexes(connection: psycopg.Connection[Any]) -> list[tuple[str, s
 
 
 def _load(rows: int, say: Callable[[str], None]) -> dict[str, int]:
-    edits: list[tuple[Any, ...]] = []
-    feedback: list[tuple[Any, ...]] = []
+    generator = Generator(rows, time.time())
+    # COPY bypasses insert_captures, which fills the search text of every other write.
+    windows = (with_search_text(batch) for batch in generator.windows())
     with psycopg.connect(CONNINFO) as connection:
-        connection.execute("SET maintenance_work_mem = '1GB'")
-        indexes = _secondary_indexes(connection)
-        for name, _ in indexes:
-            connection.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-        # FREEZE needs the tables emptied in this very transaction.
-        connection.execute("TRUNCATE captures, capture_edits, feedback")
-        table_columns = [
-            str(row[0])
-            for row in connection.execute(
-                "SELECT column_name FROM information_schema.columns"
-                " WHERE table_name = 'captures' ORDER BY ordinal_position"
-            )
-        ]
-        generator = Generator(rows, time.time())
-        # COPY bypasses insert_captures, which fills the search text of every other write.
-        windows = (_with_search_text(batch) for batch in generator.windows())
-        first = next(windows)
-        columns = [c for c in table_columns if c in first[0]]
-        statement = sql.SQL("COPY captures ({}) FROM STDIN WITH (FREEZE)").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns))
-        )
-        written, started = 0, time.monotonic()
-        with connection.cursor() as cursor:
-            with cursor.copy(statement) as copy:
-                for batch in itertools.chain([first], windows):
-                    for row in batch:
-                        copy.write_row([_cell(name, row[name]) for name in columns])
-                    written += len(batch)
-                    if written % 100_000 < WINDOW:
-                        rate = written / (time.monotonic() - started)
-                        say(f"    {written:,} captures ({rate:,.0f}/s)")
-            edits, feedback = generator.edits, generator.feedback
-            _copy(cursor, "capture_edits", _EDIT_COLUMNS, edits)
-            _copy(cursor, "feedback", _FEEDBACK_COLUMNS, feedback)
-        say(f"    rebuilding {len(indexes)} indexes ...")
-        for _, definition in indexes:
-            connection.execute(definition.encode())
+        side = copy_in(connection, generator, windows, say)
         connection.execute(
             sql.SQL("COMMENT ON TABLE captures IS {}").format(sql.Literal(_marker(rows)))
         )
-    return {"capture_edits": len(edits), "feedback": len(feedback)}
+    return side
 
 
-def _with_search_text(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def copy_in(
+    connection: psycopg.Connection[Any],
+    generator: Generator,
+    windows: Iterator[list[dict[str, Any]]],
+    say: Callable[[str], None],
+) -> dict[str, int]:
+    """Load ``windows`` (the generator's, search text filled) and then the generator's edits
+    and feedback into the migrated, empty database of ``connection``, in its transaction."""
+    connection.execute("SET maintenance_work_mem = '1GB'")
+    indexes = _secondary_indexes(connection)
+    for name, _ in indexes:
+        connection.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    # FREEZE needs the tables emptied in this very transaction.
+    connection.execute("TRUNCATE captures, capture_edits, feedback")
+    table_columns = [
+        str(row[0])
+        for row in connection.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_name = 'captures' ORDER BY ordinal_position"
+        )
+    ]
+    first = next(windows)
+    columns = [c for c in table_columns if c in first[0]]
+    statement = sql.SQL("COPY captures ({}) FROM STDIN WITH (FREEZE)").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    written, started = 0, time.monotonic()
+    with connection.cursor() as cursor:
+        with cursor.copy(statement) as copy:
+            for batch in itertools.chain([first], windows):
+                for row in batch:
+                    copy.write_row([_cell(name, row[name]) for name in columns])
+                written += len(batch)
+                if written % 100_000 < WINDOW:
+                    rate = written / (time.monotonic() - started)
+                    say(f"    {written:,} captures ({rate:,.0f}/s)")
+        _copy(cursor, "capture_edits", EDIT_COLUMNS, generator.edits)
+        _copy(cursor, "feedback", FEEDBACK_COLUMNS, generator.feedback)
+    say(f"    rebuilding {len(indexes)} indexes ...")
+    for _, definition in indexes:
+        connection.execute(definition.encode())
+    return {"capture_edits": len(generator.edits), "feedback": len(generator.feedback)}
+
+
+def with_search_text(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in batch:
         row["search_text"] = search_text(row["request"], row["response"])
     return batch
 
 
-_EDIT_COLUMNS = ("capture_id", "created_at", "author", "message", "reason")
-_FEEDBACK_COLUMNS = (
+EDIT_COLUMNS = ("capture_id", "created_at", "author", "message", "reason")
+FEEDBACK_COLUMNS = (
     "capture_id",
     "completion_id",
     "created_at",
