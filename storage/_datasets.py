@@ -225,6 +225,17 @@ def delete_dataset_examples(
         )
 
 
+def discard_dataset_examples(dataset_id: str, *, session: Session, limit: int = 1000) -> int:
+    """Delete up to ``limit`` examples of a dataset whose build failed; returns how many, so
+    a caller deletes a large one in short transactions."""
+    e = _EXAMPLES.c
+    some = select(e.capture_id).where(e.dataset_id == dataset_id).limit(limit)
+    result = session.execute(
+        delete(_EXAMPLES).where(e.dataset_id == dataset_id, e.capture_id.in_(some))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def load_dataset_examples(
     dataset_id: str, capture_ids: Collection[str], *, session: Session
 ) -> dict[str, dict[str, Any]]:
