@@ -19,6 +19,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
@@ -88,12 +90,29 @@ def select_dataset_candidates(capture_filter: CaptureFilter, *, session: Session
     return list(session.execute(stmt))
 
 
-def load_capture_bodies(ids: Collection[str], *, session: Session) -> dict[str, tuple[Any, Any]]:
-    """capture id -> (request, response)."""
+def _response(session: Session, answers_only: bool) -> Any:
+    """The response column; with ``answers_only``, on PostgreSQL, a chat completion's
+    ``object`` and ``choices`` only: the server encodes every JSONB value it sends as text,
+    and the rest of a completion (ids, usage, fingerprints) is half of it."""
+    c = _CAPTURES.c
+    if not answers_only or session.get_bind().dialect.name != "postgresql":
+        return c.response
+    completion = c.response["object"].as_string() == "chat.completion"
+    answer = func.jsonb_build_object(
+        "object", c.response["object"], "choices", c.response["choices"], type_=JSONB
+    )
+    return case((completion, answer), else_=c.response).label("response")
+
+
+def load_capture_bodies(
+    ids: Collection[str], *, session: Session, answers_only: bool = False
+) -> dict[str, tuple[Any, Any]]:
+    """capture id -> (request, response); the response cut to its answer (``_response``)."""
     if not ids:
         return {}
     c = _CAPTURES.c
-    rows = session.execute(select(c.id, c.request, c.response).where(_among(c.id, ids, session)))
+    response = _response(session, answers_only)
+    rows = session.execute(select(c.id, c.request, response).where(_among(c.id, ids, session)))
     return {row.id: (row.request, row.response) for row in rows}
 
 
@@ -120,10 +139,12 @@ def answers_for_prompts(
     session: Session,
     feedback: Sequence[str] | None = None,
     include_rejected: bool = False,
+    answers_only: bool = False,
 ) -> list[Row[Any]]:
     """Answered captures of these prompts, oldest first: id, prompt_hash, feedback, created_at,
-    response, and whether a reviewer edited the answer. With ``feedback``, only those with that
-    feedback; rejected ones only with ``include_rejected``."""
+    response (cut to its answer with ``answers_only``), and whether a reviewer edited the
+    answer. With ``feedback``, only those with that feedback; rejected ones only with
+    ``include_rejected``."""
     if not hashes:
         return []
     c = _CAPTURES.c
@@ -134,7 +155,12 @@ def answers_for_prompts(
         .scalar_subquery()
     )
     stmt = select(
-        c.id, c.prompt_hash, c.feedback, c.created_at, c.response, (edited > 0).label("edited")
+        c.id,
+        c.prompt_hash,
+        c.feedback,
+        c.created_at,
+        _response(session, answers_only),
+        (edited > 0).label("edited"),
     ).where(_answered())
     if not include_rejected:
         stmt = stmt.where(c.review_status != "rejected")

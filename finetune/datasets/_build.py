@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -58,6 +58,11 @@ _Built = tuple[Row[Any], dict[str, Any], dict[str, Any], Reading]
 """(candidate row, request, original answer, its reading) of one capture in a batch."""
 
 _CHUNK = 1000
+
+HELD_EXAMPLES = 5000
+"""Examples kept back from the writer, newest last. A conversation's turns arrive close
+together, so most earlier turns are known to be one before their example leaves, and are
+never written; the few found later are deleted when the build settles."""
 
 
 class _Collector:
@@ -119,12 +124,16 @@ class Build:
         """capture id -> its weight-0 turns (index -> conversation key up to the turn)."""
         self.pairs = 0
         self.turns: TurnCache = {}
+        self.held: deque[tuple[bytes | None, dict[str, Any]]] = deque()
+        """(whole key, or None when it cannot be an earlier turn; example row) not yet written."""
+        self.unwritten: set[str] = set()
+        """Captures left out as earlier turns before their example was written."""
 
     def load(self, batch: list[Row[Any]]) -> Loaded:
         ids = [row.id for row in batch]
         with self.store.reading() as session:
             return Loaded(
-                load_capture_bodies(ids, session=session),
+                load_capture_bodies(ids, session=session, answers_only=True),
                 newest_edits(ids, session=session),
                 newest_corrections(ids, session=session),
             )
@@ -146,20 +155,29 @@ class Build:
                 self.contested,
                 session=session,
             )
-        examples = []
         for row, request, _, reading in built:
             self.sides[row.id] = self.ratios.side(reading.split_key)
-            examples.append(
-                {
-                    "dataset_id": self.dataset.id,
-                    "capture_id": row.id,
-                    "position": len(self.sides) - 1,
-                    "split": self.sides[row.id],
-                    "prompt_hash": row.prompt_hash or prompt_hash(request),
-                    "example": reading.example,
-                }
-            )
-        return failed, examples
+            example = {
+                "dataset_id": self.dataset.id,
+                "capture_id": row.id,
+                "position": len(self.sides) - 1,
+                "split": self.sides[row.id],
+                "prompt_hash": row.prompt_hash or prompt_hash(request),
+                "example": reading.example,
+            }
+            self.held.append((None if row.id in loaded.edits else reading.whole, example))
+        return failed, self.release(HELD_EXAMPLES)
+
+    def release(self, keep: int = 0) -> list[dict[str, Any]]:
+        """The held examples past the newest ``keep``, to write, less the earlier turns."""
+        released = []
+        while len(self.held) > keep:
+            whole, example = self.held.popleft()
+            if whole is not None and whole in self.turn_keys:
+                self.unwritten.add(example["capture_id"])
+            else:
+                released.append(example)
+        return released
 
     def write(self, examples: list[dict[str, Any]]) -> None:
         with self.store.writing() as session:
@@ -208,7 +226,7 @@ class Build:
         by prompt hash finds; ``settle`` looks again within the build)."""
         hashes = {prompt for *_, reading in built for _, prompt in reading.prompts}
         taught: dict[str, list[Any]] = defaultdict(list)
-        for found in answers_for_prompts(hashes, session=session):
+        for found in answers_for_prompts(hashes, session=session, answers_only=True):
             answer, _ = answer_message(found.response)
             if answer is not None and not found.edited:
                 taught[found.prompt_hash].append(normalise_turn(answer))
@@ -237,10 +255,11 @@ class Build:
         dropped = [
             cid for key, ids in self.whole_keys.items() if key in self.turn_keys for cid in ids
         ]
-        for start in range(0, len(dropped), _CHUNK):
+        written = [cid for cid in dropped if cid not in self.unwritten]
+        for start in range(0, len(written), _CHUNK):
             with self.store.writing() as session:
                 delete_dataset_examples(
-                    self.dataset.id, dropped[start : start + _CHUNK], session=session
+                    self.dataset.id, written[start : start + _CHUNK], session=session
                 )
         for capture_id in dropped:
             del self.sides[capture_id]
@@ -328,5 +347,6 @@ def build_groups(
             pending = retry
         if writing is not None:
             writing.result()
+        build.write(build.release())
     # A group that found its example leaves the rest out; one that ran out tried them all.
     return sum(len(groups[key]) - count for key, count in tried.items())

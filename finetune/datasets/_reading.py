@@ -54,22 +54,10 @@ def _encoded_turn(message: Any) -> bytes:
     return orjson.dumps(normalise_turn(message), option=orjson.OPT_SORT_KEYS)
 
 
-def _plain(message: Any) -> tuple[str, str] | None:
-    """(role, text) of a message that is only those two."""
-    if type(message) is dict and len(message) == 2:
-        role, content = message.get("role"), message.get("content")
-        if type(role) is str and type(content) is str:
-            return role, content
-    return None
-
-
-def _cached_turn(plain: tuple[str, str], cache: TurnCache) -> bytes:
-    encoded = cache.get(plain)
-    if encoded is None:
-        if len(cache) >= TURN_CACHE_SIZE:
-            cache.clear()
-        role, content = plain
-        encoded = cache[plain] = _encoded_turn({"role": role, "content": content})
+def _cache_turn(role: str, content: str, cache: TurnCache) -> bytes:
+    if len(cache) >= TURN_CACHE_SIZE:
+        cache.clear()
+    encoded = cache[(role, content)] = _encoded_turn({"role": role, "content": content})
     return encoded
 
 
@@ -92,38 +80,48 @@ def read_capture(
     prompt_bytes: list[bytes] = []
     assistant: list[int] = []
     for index, message in enumerate(messages):
-        plain = _plain(message)
-        if plain is not None:
-            cleaned.append({"role": plain[0], "content": plain[1]})
-            encoded = _cached_turn(plain, cache)
+        role = content = None
+        if type(message) is dict:
+            role = message.get("role")
+            if len(message) == 2:
+                content = message.get("content")
+        if type(role) is str and type(content) is str:
+            cleaned.append({"role": role, "content": content})
+            encoded = cache.get((role, content))
+            if encoded is None:
+                encoded = _cache_turn(role, content, cache)
             turn_bytes.append(encoded)
             # The prompt's normal form of a non-empty text is the turn's; an empty one it keeps.
-            prompt_bytes.append(encoded if plain[1] else encoded_prompt_message(message))
+            prompt_bytes.append(encoded if content else encoded_prompt_message(message))
         else:
             cleaned.append(clean_message(message))
             turn_bytes.append(_encoded_turn(message))
             prompt_bytes.append(b"")
-        if isinstance(message, dict) and message.get("role") == "assistant":
+        if role == "assistant":
             assistant.append(index)
     if assistant:
         for index in range(assistant[-1]):
             if not prompt_bytes[index]:
                 prompt_bytes[index] = encoded_prompt_message(messages[index])
+    role, content = answer.get("role"), answer.get("content")
+    if len(answer) == 2 and type(role) is str and type(content) is str:
+        last = cache.get((role, content)) or _cache_turn(role, content, cache)
+    else:
+        last = _encoded_turn(answer)
     # The key of a list of turns is the SHA-256 of its canonical JSON, "[" + the turns joined
-    # by "," + "]"; a prefix's key is the running hash with the "]" added to a copy.
-    running = hashlib.sha256(b"[")
+    # by "," + "]"; a prefix's key is a running hash with the "]" added to a copy.
+    whole = hashlib.sha256(b"[" + b",".join([*turn_bytes, last]) + b"]").digest()
     turns: dict[int, bytes] = {}
-    wanted = set(assistant)
-    for index, encoded in enumerate(turn_bytes):
-        running.update(encoded if index == 0 else b"," + encoded)
-        if index in wanted:
-            prefix = running.copy()
-            prefix.update(b"]")
-            turns[index] = prefix.digest()
-    plain = _plain(answer)
-    last = _cached_turn(plain, cache) if plain is not None else _encoded_turn(answer)
-    running.update((b"," if messages else b"") + last + b"]")
-    hashes = prefix_prompt_hashes(request, prompt_bytes, assistant)
+    running = hashlib.sha256(b"[")
+    done = 0
+    for end in assistant:
+        for index in range(done, end + 1):
+            running.update(turn_bytes[index] if index == 0 else b"," + turn_bytes[index])
+        done = end + 1
+        prefix = running.copy()
+        prefix.update(b"]")
+        turns[end] = prefix.digest()
+    hashes = prefix_prompt_hashes(request, prompt_bytes, assistant) if assistant else []
     if assistant:
         split = hashes[0]
     elif fallback is not None:
@@ -136,7 +134,7 @@ def read_capture(
             example[field] = request[field]
     return Reading(
         example=example,
-        whole=running.digest(),
+        whole=whole,
         turns=turns,
         prompts=list(zip(assistant, hashes, strict=True)),
         split_key=split,

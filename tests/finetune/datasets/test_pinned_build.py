@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import Engine
 
+import finetune.datasets._build
 from finetune import SplitRatios, create_dataset
 from proxy.gateway._capture import Exchange, build_row
 from storage import CaptureFilter, read_examples_page, session_scope
@@ -160,7 +162,12 @@ def _builds(engine: Engine) -> dict[str, Any]:
     }
 
 
-def test_a_build_gives_the_pinned_examples_byte_for_byte(engine: Engine) -> None:
+@pytest.mark.parametrize("held", [0, 5000])
+def test_a_build_gives_the_pinned_examples_byte_for_byte(
+    engine: Engine, held: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Held back from the writer or not, an earlier turn is left out the same.
+    monkeypatch.setattr(finetune.datasets._build, "HELD_EXAMPLES", held)
     built = orjson.loads(orjson.dumps(_builds(engine)))
     if os.environ.get("STILLROOM_WRITE_PIN"):
         PIN.write_bytes(orjson.dumps(built, option=orjson.OPT_INDENT_2) + b"\n")
