@@ -67,7 +67,7 @@ def _among(column: Any, values: Collection[str], session: Session) -> ColumnElem
     (PostgreSQL); as a list parameter, the driver checked every element for quoting. One
     parameter keeps the statement cached and costs the driver nothing.
     """
-    listed = bindparam("among", orjson.dumps(list(values)).decode(), unique=True)
+    listed: Any = bindparam("among", orjson.dumps(list(values)).decode(), unique=True)
     if session.get_bind().dialect.name == "postgresql":
         elements = select(func.jsonb_array_elements_text(cast(listed, JSONB))).scalar_subquery()
         return column == any_(func.array(elements))  # type: ignore[no-any-return]
