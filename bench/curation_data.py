@@ -221,6 +221,17 @@ class Generator:
         self.feedback: list[tuple[Any, ...]] = []
 
     def windows(self) -> Iterator[list[dict[str, Any]]]:
+        for pending in self._pending_windows():
+            yield [self._row(when, conversation, index) for when, conversation, index in pending]
+
+    def exchange_windows(self) -> Iterator[list[Exchange]]:
+        """The same traffic as the proxy hands it to the sink: exchanges, no rows built."""
+        for pending in self._pending_windows():
+            yield [
+                self.exchange(when, conversation, index) for when, conversation, index in pending
+            ]
+
+    def _pending_windows(self) -> Iterator[list[tuple[float, Conversation, int]]]:
         windows = -(-self.rows // WINDOW)
         width = SPAN_S / windows
         for index in range(windows):
@@ -228,7 +239,7 @@ class Generator:
             low = self.start + index * width
             yield self._window(low, low + width, count)
 
-    def _window(self, low: float, high: float, count: int) -> list[dict[str, Any]]:
+    def _window(self, low: float, high: float, count: int) -> list[tuple[float, Conversation, int]]:
         rng = self.rng
         pending: list[tuple[float, Conversation, int]] = []
         while len(pending) < count:
@@ -240,14 +251,13 @@ class Generator:
                 pending.append((begun + turn.offset_s, conversation, index))
         pending = pending[:count]
         pending.sort(key=lambda item: item[0])
-        return [self._row(when, conversation, index) for when, conversation, index in pending]
+        return pending
 
-    def _row(self, when: float, conversation: Conversation, index: int) -> dict[str, Any]:
+    def exchange(self, when: float, conversation: Conversation, index: int) -> Exchange:
         rng = self.rng
         turn = conversation.turns[index]
-        failed = turn.response is None
         total_ms = rng.lognormvariate(7.0, 0.6)
-        exchange = Exchange(
+        return Exchange(
             request=turn.request,
             api_key_id=conversation.api_key_id,
             upstream="default",
@@ -264,7 +274,11 @@ class Generator:
             error_kind=turn.error_kind,
             error_message="upstream did not answer within 600 s" if turn.error_kind else None,
         )
-        row = build_row(exchange)
+
+    def _row(self, when: float, conversation: Conversation, index: int) -> dict[str, Any]:
+        turn = conversation.turns[index]
+        failed = turn.response is None
+        row = build_row(self.exchange(when, conversation, index))
         # The model attribute is metadata_; the column is metadata.
         row["metadata"] = row.pop("metadata_")
         self._curate(row, failed, turn.single, when)
