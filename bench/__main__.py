@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from bench import curation, environment, measure, postgres, procstat, report
+from bench import curation, dataset, environment, measure, postgres, procstat, report, writer
 from bench.load import ensure_wrk, wrk_version
 from bench.processes import Fleet, StartError
 from bench.targets import (
@@ -79,6 +79,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--targets",
         default=",".join(ALL_TARGETS),
         help=f"comma-separated subset of {','.join(ALL_TARGETS)} (direct is always measured)",
+    )
+    parser.add_argument(
+        "--writer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="then the capture writer benchmark, python -m bench.writer (default: on, off "
+        "with --quick)",
+    )
+    parser.add_argument(
+        "--dataset",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="then the dataset build benchmark, python -m bench.dataset (default: on, off "
+        "with --quick)",
     )
     parser.add_argument("--duration", type=int, help="seconds of each throughput run")
     parser.add_argument("--connections", type=int, default=16)
@@ -404,11 +418,18 @@ def main(argv: list[str] | None = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     markdown_path, json_path = report.write(result, args.output_dir)
     print(f"written: {markdown_path}, {json_path}")
-    if args.curation if args.curation is not None else not args.quick:
-        # run() pinned this process to the load generator's CPUs; curation wants them all.
-        os.sched_setaffinity(0, cpus)
-        return curation.main(["--output-dir", str(args.output_dir)])
-    return 0
+    # run() pinned this process to the load generator's CPUs; the others want them all.
+    os.sched_setaffinity(0, cpus)
+    output = ["--output-dir", str(args.output_dir)]
+    status = 0
+    for wanted, bench in (
+        (args.curation, curation.main),
+        (args.writer, writer.main),
+        (args.dataset, dataset.main),
+    ):
+        if wanted if wanted is not None else not args.quick:
+            status = bench(output) or status
+    return status
 
 
 if __name__ == "__main__":

@@ -117,60 +117,69 @@ def _secondary_indexes(connection: psycopg.Connection[Any]) -> list[tuple[str, s
 
 
 def _load(rows: int, say: Callable[[str], None]) -> dict[str, int]:
-    edits: list[tuple[Any, ...]] = []
-    feedback: list[tuple[Any, ...]] = []
+    generator = Generator(rows, time.time())
+    # COPY bypasses insert_captures, which fills the search text of every other write.
+    windows = (with_search_text(batch) for batch in generator.windows())
     with psycopg.connect(CONNINFO) as connection:
-        connection.execute("SET maintenance_work_mem = '1GB'")
-        indexes = _secondary_indexes(connection)
-        for name, _ in indexes:
-            connection.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-        # FREEZE needs the tables emptied in this very transaction.
-        connection.execute("TRUNCATE captures, capture_edits, feedback")
-        table_columns = [
-            str(row[0])
-            for row in connection.execute(
-                "SELECT column_name FROM information_schema.columns"
-                " WHERE table_name = 'captures' ORDER BY ordinal_position"
-            )
-        ]
-        generator = Generator(rows, time.time())
-        # COPY bypasses insert_captures, which fills the search text of every other write.
-        windows = (_with_search_text(batch) for batch in generator.windows())
-        first = next(windows)
-        columns = [c for c in table_columns if c in first[0]]
-        statement = sql.SQL("COPY captures ({}) FROM STDIN WITH (FREEZE)").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns))
-        )
-        written, started = 0, time.monotonic()
-        with connection.cursor() as cursor:
-            with cursor.copy(statement) as copy:
-                for batch in itertools.chain([first], windows):
-                    for row in batch:
-                        copy.write_row([_cell(name, row[name]) for name in columns])
-                    written += len(batch)
-                    if written % 100_000 < WINDOW:
-                        rate = written / (time.monotonic() - started)
-                        say(f"    {written:,} captures ({rate:,.0f}/s)")
-            edits, feedback = generator.edits, generator.feedback
-            _copy(cursor, "capture_edits", _EDIT_COLUMNS, edits)
-            _copy(cursor, "feedback", _FEEDBACK_COLUMNS, feedback)
-        say(f"    rebuilding {len(indexes)} indexes ...")
-        for _, definition in indexes:
-            connection.execute(definition.encode())
+        side = copy_in(connection, generator, windows, say)
         connection.execute(
             sql.SQL("COMMENT ON TABLE captures IS {}").format(sql.Literal(_marker(rows)))
         )
-    return {"capture_edits": len(edits), "feedback": len(feedback)}
+    return side
 
 
-def _with_search_text(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def copy_in(
+    connection: psycopg.Connection[Any],
+    generator: Generator,
+    windows: Iterator[list[dict[str, Any]]],
+    say: Callable[[str], None],
+) -> dict[str, int]:
+    """Load ``windows`` (the generator's, search text filled) and then the generator's edits
+    and feedback into the migrated, empty database of ``connection``, in its transaction."""
+    connection.execute("SET maintenance_work_mem = '1GB'")
+    indexes = _secondary_indexes(connection)
+    for name, _ in indexes:
+        connection.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    # FREEZE needs the tables emptied in this very transaction.
+    connection.execute("TRUNCATE captures, capture_edits, feedback")
+    table_columns = [
+        str(row[0])
+        for row in connection.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_name = 'captures' ORDER BY ordinal_position"
+        )
+    ]
+    first = next(windows)
+    columns = [c for c in table_columns if c in first[0]]
+    statement = sql.SQL("COPY captures ({}) FROM STDIN WITH (FREEZE)").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    written, started = 0, time.monotonic()
+    with connection.cursor() as cursor:
+        with cursor.copy(statement) as copy:
+            for batch in itertools.chain([first], windows):
+                for row in batch:
+                    copy.write_row([_cell(name, row[name]) for name in columns])
+                written += len(batch)
+                if written % 100_000 < WINDOW:
+                    rate = written / (time.monotonic() - started)
+                    say(f"    {written:,} captures ({rate:,.0f}/s)")
+        _copy(cursor, "capture_edits", EDIT_COLUMNS, generator.edits)
+        _copy(cursor, "feedback", FEEDBACK_COLUMNS, generator.feedback)
+    say(f"    rebuilding {len(indexes)} indexes ...")
+    for _, definition in indexes:
+        connection.execute(definition.encode())
+    return {"capture_edits": len(generator.edits), "feedback": len(generator.feedback)}
+
+
+def with_search_text(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in batch:
         row["search_text"] = search_text(row["request"], row["response"])
     return batch
 
 
-_EDIT_COLUMNS = ("capture_id", "created_at", "author", "message", "reason")
-_FEEDBACK_COLUMNS = (
+EDIT_COLUMNS = ("capture_id", "created_at", "author", "message", "reason")
+FEEDBACK_COLUMNS = (
     "capture_id",
     "completion_id",
     "created_at",
@@ -212,6 +221,17 @@ class Generator:
         self.feedback: list[tuple[Any, ...]] = []
 
     def windows(self) -> Iterator[list[dict[str, Any]]]:
+        for pending in self._pending_windows():
+            yield [self._row(when, conversation, index) for when, conversation, index in pending]
+
+    def exchange_windows(self) -> Iterator[list[Exchange]]:
+        """The same traffic as the proxy hands it to the sink: exchanges, no rows built."""
+        for pending in self._pending_windows():
+            yield [
+                self.exchange(when, conversation, index) for when, conversation, index in pending
+            ]
+
+    def _pending_windows(self) -> Iterator[list[tuple[float, Conversation, int]]]:
         windows = -(-self.rows // WINDOW)
         width = SPAN_S / windows
         for index in range(windows):
@@ -219,7 +239,7 @@ class Generator:
             low = self.start + index * width
             yield self._window(low, low + width, count)
 
-    def _window(self, low: float, high: float, count: int) -> list[dict[str, Any]]:
+    def _window(self, low: float, high: float, count: int) -> list[tuple[float, Conversation, int]]:
         rng = self.rng
         pending: list[tuple[float, Conversation, int]] = []
         while len(pending) < count:
@@ -231,14 +251,13 @@ class Generator:
                 pending.append((begun + turn.offset_s, conversation, index))
         pending = pending[:count]
         pending.sort(key=lambda item: item[0])
-        return [self._row(when, conversation, index) for when, conversation, index in pending]
+        return pending
 
-    def _row(self, when: float, conversation: Conversation, index: int) -> dict[str, Any]:
+    def exchange(self, when: float, conversation: Conversation, index: int) -> Exchange:
         rng = self.rng
         turn = conversation.turns[index]
-        failed = turn.response is None
         total_ms = rng.lognormvariate(7.0, 0.6)
-        exchange = Exchange(
+        return Exchange(
             request=turn.request,
             api_key_id=conversation.api_key_id,
             upstream="default",
@@ -255,7 +274,11 @@ class Generator:
             error_kind=turn.error_kind,
             error_message="upstream did not answer within 600 s" if turn.error_kind else None,
         )
-        row = build_row(exchange)
+
+    def _row(self, when: float, conversation: Conversation, index: int) -> dict[str, Any]:
+        turn = conversation.turns[index]
+        failed = turn.response is None
+        row = build_row(self.exchange(when, conversation, index))
         # The model attribute is metadata_; the column is metadata.
         row["metadata"] = row.pop("metadata_")
         self._curate(row, failed, turn.single, when)

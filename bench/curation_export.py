@@ -88,8 +88,16 @@ def _mib(size: int) -> str:
     return f"{size / 1_048_576:,.0f} MiB"
 
 
-def run(engine: Engine, examples: int, workdir: Path, say: Callable[[str], None]) -> ExportResult:
-    cut = cut_for(engine, examples)
+def run(
+    engine: Engine,
+    examples: int,
+    workdir: Path,
+    say: Callable[[str], None],
+    cut: datetime | None = None,
+) -> ExportResult:
+    """Build, export and validate ``examples`` examples, then delete the dataset; ``cut``
+    when it was found on another store of the same captures."""
+    cut = cut or cut_for(engine, examples)
     if cut is None:
         raise RuntimeError(f"the database holds fewer than {examples:,} approved examples")
     params = [("status", "approved"), ("error", "false"), ("created_after", cut.isoformat())]
@@ -106,14 +114,14 @@ def run(engine: Engine, examples: int, workdir: Path, say: Callable[[str], None]
     )
     result.stages.append(Stage("create dataset", built_s, detail))
     try:
-        _export_and_validate(engine, dataset.id, workdir, result, say)
+        export_and_validate(engine, dataset.id, workdir, result, say)
     finally:
         _, deleted_s = _timed(lambda: delete_dataset(engine, dataset.id))
         result.stages.append(Stage("delete dataset", deleted_s))
     return result
 
 
-def _export_and_validate(
+def export_and_validate(
     engine: Engine, dataset_id: str, workdir: Path, result: ExportResult, say: Callable[[str], None]
 ) -> None:
     say("  exporting and validating ...")

@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> Litestar:
         metrics,
         spool_dir=settings.spool_dir,
         batch_size=settings.capture_batch_size,
+        queue_limit=settings.capture_queue_limit,
         flush_seconds=settings.capture_flush_seconds,
         retry_seconds=settings.spool_retry_seconds,
         rules=settings.rules,

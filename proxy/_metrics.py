@@ -72,6 +72,12 @@ class Metrics:
             "Captures written to the spool file.",
             registry=own,
         )
+        self.captures_overflowed = Counter(
+            "stillroom_captures_overflowed",
+            "Captures offered while the queue was full, appended to the overflow spool file "
+            "instead of memory (each is stored once the writer catches up).",
+            registry=self.registry,
+        )
         self.captures_replayed = Counter(
             "stillroom_captures_replayed",
             "Spooled captures later committed to the database.",

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     """Where captures wait, on disk, while the database cannot take them."""
 
     capture_batch_size: int = Field(default=500, ge=1, le=10_000)
+    capture_queue_limit: int = Field(default=5000, ge=1)
+    """Most captures waiting in memory for the writer; past it, the request path appends
+    them to an overflow spool file (taken back when the writer catches up): memory stays
+    bounded when traffic outruns the database."""
     capture_flush_seconds: float = Field(default=0.2, gt=0, le=60)
     """The writer commits at least this often while captures wait."""
 

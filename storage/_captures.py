@@ -6,11 +6,14 @@ from collections.abc import Collection, Mapping, Sequence
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Dialect, String, func, insert, text
+import psycopg
+from psycopg import sql
+from sqlalchemy import JSON, Connection, Dialect, String, func, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from storage._models import Capture
+from storage._engine import json_text
+from storage._models import Capture, UTCDateTime
 from storage._search import search_text
 
 Order = Literal["asc", "desc"]
@@ -24,9 +27,11 @@ def insert_captures(rows: Sequence[Mapping[str, Any]], *, session: Session) -> i
     table = Capture.__table__  # type: ignore[attr-defined]
     values = [_to_columns(row) for row in rows]
     if connection.dialect.name == "postgresql":
-        # SQLAlchemy's many-rows VALUES: cheaper here than any hand-made executemany tried.
+        copied = _copy_new(values, session)
+        if copied is not None:
+            return copied
         stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=["id"])
-        return _rowcount(session.execute(stmt, values))
+        return len(session.execute(stmt.returning(table.c.id), values).all())
     if connection.dialect.name != "sqlite":  # pragma: no cover - only two stores are supported
         return _rowcount(session.execute(insert(table), values))
     _hold_write_lock(session)
@@ -96,6 +101,57 @@ def _sqlite_insert(dialect: Dialect, keys: Collection[str]) -> _SQLiteInsert:
     if plan is None:
         plan = _SQLITE_INSERTS[wanted] = _SQLiteInsert(dialect, wanted)
     return plan
+
+
+def _copy_new(values: list[dict[str, Any]], session: Session) -> int | None:
+    """COPY the rows whose ids are not stored yet; None when they must be inserted instead.
+
+    COPY takes half the writer's time of a many-row INSERT (no statement of thousands of
+    parameters to build and parse), but knows no ON CONFLICT: ids a replayed spool already
+    stored are left out first. Should the copy fail (another writer stored one of the rest
+    meanwhile, a row the database refuses, the connection lost), it is undone to its savepoint
+    and the batch inserted the other way, whose errors the writer knows how to read.
+    """
+    columns = list(values[0])
+    if any(row.keys() != values[0].keys() for row in values):
+        return None
+    ids = [row["id"] for row in values]
+    stored = set(
+        session.execute(
+            text("SELECT id FROM captures WHERE id = ANY(CAST(:ids AS varchar[]))"), {"ids": ids}
+        ).scalars()
+    )
+    fresh = [row for row in values if row["id"] not in stored]
+    if not fresh:
+        return 0
+    convert = [_copy_converter(name) for name in columns]
+    statement = sql.SQL("COPY captures ({}) FROM STDIN").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    try:
+        # Inside the session's transaction, psycopg's transaction() is a savepoint.
+        with driver.transaction(), driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in fresh:
+                copy.write_row([to(row[name]) for to, name in zip(convert, columns, strict=True)])
+    except psycopg.Error:
+        # Undone to the savepoint; the INSERT tells a refused row from a database that is
+        # gone, as the writer expects (another writer's id, here, it simply skips).
+        return None
+    return len(fresh)
+
+
+@cache
+def _copy_converter(name: str) -> Any:
+    """What COPY is given for a value of column ``name``: the JSON text the engine would
+    send, an aware timestamp, or the value as it is."""
+    column_type = Capture.__table__.c[name].type  # type: ignore[attr-defined]
+    if isinstance(column_type, JSON):
+        return lambda value: None if value is None else json_text(value)
+    if isinstance(column_type, UTCDateTime):
+        return lambda value: column_type.process_bind_param(value, None)
+    return _unchanged
 
 
 _INDEX_NEW_ROWS = text(

@@ -13,12 +13,12 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    ARRAY,
     Row,
-    String,
     and_,
     any_,
     bindparam,
+    case,
+    cast,
     delete,
     func,
     insert,
@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
@@ -59,12 +60,19 @@ def new_dataset_id() -> str:
 
 
 def _among(column: Any, values: Collection[str], session: Session) -> ColumnElement[bool]:
-    """``column IN values``; on PostgreSQL one array parameter, not thousands of placeholders
-    (a build asks about a thousand ids at a time, and parsing those costs more than the query)."""
+    """``column IN values``, the values sent as one JSON array that the database unpacks.
+
+    A build asks about a thousand ids at a time. As a thousand placeholders, the statement
+    was compiled again for every call (SQLite) or parsed from thousands of parameters
+    (PostgreSQL); as a list parameter, the driver checked every element for quoting. One
+    parameter keeps the statement cached and costs the driver nothing.
+    """
+    listed: Any = bindparam("among", orjson.dumps(list(values)).decode(), unique=True)
     if session.get_bind().dialect.name == "postgresql":
-        array = bindparam("among", list(values), type_=ARRAY(String), unique=True)
-        return column == any_(array)  # type: ignore[no-any-return]
-    return column.in_(list(values))  # type: ignore[no-any-return]
+        elements = select(func.jsonb_array_elements_text(cast(listed, JSONB))).scalar_subquery()
+        return column == any_(func.array(elements))  # type: ignore[no-any-return]
+    each = func.json_each(listed).table_valued("value")
+    return column.in_(select(each.c.value))  # type: ignore[no-any-return]
 
 
 def _answered() -> Any:
@@ -88,12 +96,29 @@ def select_dataset_candidates(capture_filter: CaptureFilter, *, session: Session
     return list(session.execute(stmt))
 
 
-def load_capture_bodies(ids: Collection[str], *, session: Session) -> dict[str, tuple[Any, Any]]:
-    """capture id -> (request, response)."""
+def _response(session: Session, answers_only: bool) -> Any:
+    """The response column; with ``answers_only``, on PostgreSQL, a chat completion's
+    ``object`` and ``choices`` only: the server encodes every JSONB value it sends as text,
+    and the rest of a completion (ids, usage, fingerprints) is half of it."""
+    c = _CAPTURES.c
+    if not answers_only or session.get_bind().dialect.name != "postgresql":
+        return c.response
+    completion = c.response["object"].as_string() == "chat.completion"
+    answer = func.jsonb_build_object(
+        "object", c.response["object"], "choices", c.response["choices"], type_=JSONB
+    )
+    return case((completion, answer), else_=c.response).label("response")
+
+
+def load_capture_bodies(
+    ids: Collection[str], *, session: Session, answers_only: bool = False
+) -> dict[str, tuple[Any, Any]]:
+    """capture id -> (request, response); the response cut to its answer (``_response``)."""
     if not ids:
         return {}
     c = _CAPTURES.c
-    rows = session.execute(select(c.id, c.request, c.response).where(_among(c.id, ids, session)))
+    response = _response(session, answers_only)
+    rows = session.execute(select(c.id, c.request, response).where(_among(c.id, ids, session)))
     return {row.id: (row.request, row.response) for row in rows}
 
 
@@ -120,10 +145,12 @@ def answers_for_prompts(
     session: Session,
     feedback: Sequence[str] | None = None,
     include_rejected: bool = False,
+    answers_only: bool = False,
 ) -> list[Row[Any]]:
     """Answered captures of these prompts, oldest first: id, prompt_hash, feedback, created_at,
-    response, and whether a reviewer edited the answer. With ``feedback``, only those with that
-    feedback; rejected ones only with ``include_rejected``."""
+    response (cut to its answer with ``answers_only``), and whether a reviewer edited the
+    answer. With ``feedback``, only those with that feedback; rejected ones only with
+    ``include_rejected``."""
     if not hashes:
         return []
     c = _CAPTURES.c
@@ -134,19 +161,18 @@ def answers_for_prompts(
         .scalar_subquery()
     )
     stmt = select(
-        c.id, c.prompt_hash, c.feedback, c.created_at, c.response, (edited > 0).label("edited")
+        c.id,
+        c.prompt_hash,
+        c.feedback,
+        c.created_at,
+        _response(session, answers_only),
+        (edited > 0).label("edited"),
     ).where(_answered())
     if not include_rejected:
         stmt = stmt.where(c.review_status != "rejected")
     if feedback is not None:
         stmt = stmt.where(c.feedback.in_(list(feedback)))
-    # Long conversations ask about many turns at once: SQLite takes a bounded number of
-    # parameters per statement.
-    wanted = list(hashes)
-    found: list[Row[Any]] = []
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        found += session.execute(stmt.where(_among(c.prompt_hash, chunk, session)))
+    found = session.execute(stmt.where(_among(c.prompt_hash, hashes, session)))
     return sorted(found, key=lambda row: row.id)
 
 
@@ -223,6 +249,17 @@ def delete_dataset_examples(
                 _EXAMPLES.c.dataset_id == dataset_id, _among(_EXAMPLES.c.capture_id, chunk, session)
             )
         )
+
+
+def discard_dataset_examples(dataset_id: str, *, session: Session, limit: int = 1000) -> int:
+    """Delete up to ``limit`` examples of a dataset whose build failed; returns how many, so
+    a caller deletes a large one in short transactions."""
+    e = _EXAMPLES.c
+    some = select(e.capture_id).where(e.dataset_id == dataset_id).limit(limit)
+    result = session.execute(
+        delete(_EXAMPLES).where(e.dataset_id == dataset_id, e.capture_id.in_(some))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def load_dataset_examples(

@@ -20,6 +20,11 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def json_text(value: Any) -> str:
+    """``value`` as the JSON text the engines store (orjson, no U+0000 on PostgreSQL)."""
+    return _json_dumps(value)
+
+
 def _json_dumps(value: Any) -> str:
     text = orjson.dumps(value)
     # PostgreSQL's JSONB cannot hold U+0000; a search of the bytes keeps the walk off the

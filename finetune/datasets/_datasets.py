@@ -1,8 +1,9 @@
 """Datasets: frozen, versioned snapshots of curated captures, split by a stable prompt hash.
 
 A build reads the selection's light columns, skips what failed, keeps one capture per prompt
-(the duplicate policy), then loads bodies in batches, builds each example and writes it in the
-same transaction: a dataset appears whole or not at all.
+(the duplicate policy), then loads bodies in batches and builds and writes each batch's
+examples (``_build``), through a store that keeps the build out of the capture writer's way
+(``_build_store``): a dataset appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 from sqlalchemy import Engine, Row
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
 
-from finetune.datasets._export import freeze_preferences, require_dataset
+from finetune.datasets._build import Build, Progress, build_groups, collector_paused
+from finetune.datasets._build_store import build_store
+from finetune.datasets._export import require_dataset
 from finetune.datasets._input import (
     SPLITS,
     DatasetConflict,
@@ -25,46 +27,20 @@ from finetune.datasets._input import (
     check_policy,
     not_found,
 )
-from finetune.datasets._prompt import prompt_hash
-from finetune.datasets._response_threads import thread_request
-from finetune.datasets._responses import is_responses_exchange
-from finetune.datasets._threading import (
-    answer_message,
-    assistant_turn_prompts,
-    build_example,
-    clean_message,
-    mark_untaught,
-    normalise_turn,
-    split_key,
-    thread_keys,
-    without_empty_turns,
-)
 from storage import (
     CaptureFilter,
     Dataset,
-    answers_for_prompts,
     contested_prompts,
-    delete_dataset_examples,
     duplicate_group_members,
     duplicate_groups,
-    insert_dataset,
-    insert_dataset_examples,
-    load_capture_bodies,
-    load_dataset_examples,
     new_dataset_id,
-    newest_corrections,
-    newest_edits,
     next_dataset_version,
     select_dataset_candidates,
     session_scope,
-    update_dataset_example,
 )
 from storage import delete_dataset as delete_dataset_row
 from storage import get_dataset as get_dataset_row
 from storage import list_datasets as list_dataset_rows
-
-Progress = Callable[[int, int], None]
-"""Called with (done, total) as a build settles each prompt."""
 
 
 def _light_skip(row: Row[Any]) -> str | None:
@@ -93,131 +69,9 @@ def rank_groups(rows: list[Row[Any]], policy: str) -> dict[str, list[Row[Any]]]:
         groups[row.prompt_hash or f"capture:{row.id}"].append(row)
     rank = _rank(policy)
     for members in groups.values():
-        members.sort(key=rank, reverse=True)
+        if len(members) > 1:
+            members.sort(key=rank, reverse=True)
     return groups
-
-
-_Built = tuple[Row[Any], dict[str, Any], dict[str, Any], dict[str, Any]]
-"""(candidate row, request, original answer, example) of one capture in a batch."""
-
-
-class _Build:
-    """The state of one build inside its transaction."""
-
-    def __init__(self, session: Session, dataset: Dataset, ratios: SplitRatios) -> None:
-        self.session = session
-        self.dataset = dataset
-        self.ratios = ratios
-        self.skipped: Counter[str] = Counter()
-        self.sides: dict[str, str] = {}
-        self.whole_keys: dict[bytes, list[str]] = defaultdict(list)
-        self.turn_keys: set[bytes] = set()
-        self.untaught: dict[str, dict[int, bytes]] = {}
-        """capture id -> its weight-0 turns (index -> conversation key up to the turn)."""
-        self.pairs = 0
-        self.contested = contested_prompts(session=session)
-
-    def add(self, batch: list[Row[Any]]) -> list[Row[Any]]:
-        """Build and write the examples of ``batch``; returns the captures that failed."""
-        ids = [row.id for row in batch]
-        bodies = load_capture_bodies(ids, session=self.session)
-        edits = newest_edits(ids, session=self.session)
-        failed: list[Row[Any]] = []
-        built: list[_Built] = []
-        for row in batch:
-            request, response = bodies.get(row.id, (None, None))
-            if is_responses_exchange(request, response):
-                request = thread_request(request, session=self.session)
-            edit = edits.get(row.id)
-            final = clean_message({**edit, "role": "assistant"}) if edit is not None else None
-            answer, reason = answer_message(response)
-            # A reviewer's edit can stand in for an answer the teacher did not give.
-            answer = answer or final
-            messages = request.get("messages") if isinstance(request, dict) else None
-            if not isinstance(messages, list) or not messages:
-                answer, reason = None, "no_messages"
-            if answer is None:
-                self.skipped[reason or "no_answer"] += 1
-                failed.append(row)
-                continue
-            request = without_empty_turns(request)
-            built.append((row, request, answer, build_example(request, final or answer)))
-        self._mark_untaught(built, edits)
-        corrections = newest_corrections([r.id for r, *_ in built], session=self.session)
-        self.pairs += freeze_preferences(
-            built, edits, corrections, self.contested, session=self.session
-        )
-        examples = []
-        for row, request, _, example in built:
-            side = self.ratios.side(split_key(request, row.prompt_hash))
-            self.sides[row.id] = side
-            examples.append(
-                {
-                    "dataset_id": self.dataset.id,
-                    "capture_id": row.id,
-                    "position": len(self.sides) - 1,
-                    "split": side,
-                    "prompt_hash": row.prompt_hash or prompt_hash(request),
-                    "example": example,
-                }
-            )
-        insert_dataset_examples(examples, session=self.session)
-        return failed
-
-    def _mark_untaught(self, built: list[_Built], edits: Mapping[str, Any]) -> None:
-        """Weight 0 on assistant turns no capture in the store answered (as far as a lookup
-        by prompt hash finds; ``settle`` looks again within the build)."""
-        wanted = {row.id: assistant_turn_prompts(request) for row, request, _, _ in built}
-        hashes = {h for turns in wanted.values() for _, h in turns}
-        taught: dict[str, list[Any]] = defaultdict(list)
-        for found in answers_for_prompts(hashes, session=self.session):
-            answer, _ = answer_message(found.response)
-            if answer is not None and not found.edited:
-                taught[found.prompt_hash].append(normalise_turn(answer))
-        for row, request, answer, example in built:
-            whole, turns = thread_keys(request, answer)
-            if row.id not in edits:
-                # An edited answer is a correction worth its own example, never threaded away.
-                self.whole_keys[whole].append(row.id)
-            self.turn_keys.update(turns.values())
-            untaught = [
-                index
-                for index, prompt in wanted[row.id]
-                if normalise_turn(example["messages"][index]) not in taught[prompt]
-            ]
-            if untaught:
-                mark_untaught(example, untaught)
-                self.untaught[row.id] = {index: turns[index] for index in untaught}
-
-    def settle(self) -> tuple[int, int]:
-        """Drop captures that are an earlier turn of a longer conversation in the build, and
-        lift weight 0 from turns such a capture answered (a client that sent other tools
-        with the next turn hides it from the lookup by prompt hash).
-
-        Returns (captures dropped, turns left at weight 0).
-        """
-        dropped = [
-            cid for key, ids in self.whole_keys.items() if key in self.turn_keys for cid in ids
-        ]
-        delete_dataset_examples(self.dataset.id, dropped, session=self.session)
-        for capture_id in dropped:
-            del self.sides[capture_id]
-            self.untaught.pop(capture_id, None)
-        lifted = {
-            capture_id: [index for index, key in turns.items() if key in self.whole_keys]
-            for capture_id, turns in self.untaught.items()
-        }
-        lifts = [(capture_id, indices) for capture_id, indices in lifted.items() if indices]
-        for start in range(0, len(lifts), 1000):
-            chunk = dict(lifts[start : start + 1000])
-            stored = load_dataset_examples(self.dataset.id, chunk, session=self.session)
-            for capture_id, indices in chunk.items():
-                example = stored[capture_id]
-                for index in indices:
-                    example["messages"][index].pop("weight", None)
-                    del self.untaught[capture_id][index]
-                update_dataset_example(self.dataset.id, capture_id, example, session=self.session)
-        return len(dropped), sum(len(turns) for turns in self.untaught.values())
 
 
 def create_dataset(
@@ -236,8 +90,11 @@ def create_dataset(
     check_policy(dedupe)
     ratios = ratios or SplitRatios()
     try:
-        with session_scope(engine) as session:
-            rows = select_dataset_candidates(capture_filter, session=session)
+        with collector_paused(), build_store(engine) as store:
+            with store.reading() as session:
+                rows = select_dataset_candidates(capture_filter, session=session)
+                version = next_dataset_version(name, session=session)
+                contested = contested_prompts(session=session)
             skipped_early: Counter[str] = Counter()
             answered = []
             for row in rows:
@@ -247,19 +104,17 @@ def create_dataset(
                 else:
                     skipped_early[reason] += 1
             groups = rank_groups(answered, dedupe)
-            dataset = insert_dataset(
-                Dataset(
-                    id=new_dataset_id(),
-                    name=name,
-                    version=next_dataset_version(name, session=session),
-                    filter=capture_filter.model_dump(mode="json", exclude_none=True),
-                    split=ratios.as_dict(),
-                ),
-                session=session,
+            dataset = Dataset(
+                id=new_dataset_id(),
+                name=name,
+                version=version,
+                filter=capture_filter.model_dump(mode="json", exclude_none=True),
+                split=ratios.as_dict(),
             )
-            build = _Build(session, dataset, ratios)
+            store.begin(dataset)
+            build = Build(store, dataset, ratios, contested)
             build.skipped.update(skipped_early)
-            duplicates = _build_groups(build, groups, batch_size, progress)
+            duplicates = build_groups(build, groups, batch_size, progress)
             threaded, untaught = build.settle()
             per_split = Counter(build.sides.values())
             dataset.counts = {
@@ -279,8 +134,7 @@ def create_dataset(
                 "split_key": "prompt_hash of the opening prompt (messages before the first "
                 "assistant turn, with tools)",
             }
-            session.add(dataset)
-            session.flush()
+            store.finish(dataset)
     except IntegrityError:
         raise DatasetConflict(
             f"Another build of '{name}' took the same version at the same time; try again.",
@@ -288,37 +142,6 @@ def create_dataset(
             code="conflict",
         ) from None
     return dataset
-
-
-def _build_groups(
-    build: _Build, groups: dict[str, list[Row[Any]]], batch_size: int, progress: Progress | None
-) -> int:
-    """Build one example per group, falling back to the next capture when the best one has no
-    usable answer. Returns how many duplicates were left out."""
-    tried = dict.fromkeys(groups, 0)
-    group_of = {members[0].id: key for key, members in groups.items()}
-    pending = sorted((members[0] for members in groups.values()), key=lambda r: r.id)
-    done = 0
-    while pending:
-        retry: list[Row[Any]] = []
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start : start + batch_size]
-            for row in batch:
-                tried[group_of[row.id]] += 1
-            failed = {row.id for row in build.add(batch)}
-            for row in batch:
-                key = group_of[row.id]
-                if row.id in failed and tried[key] < len(groups[key]):
-                    following = groups[key][tried[key]]
-                    group_of[following.id] = key
-                    retry.append(following)
-                else:
-                    done += 1
-            if progress is not None:
-                progress(done, len(groups))
-        pending = retry
-    # A group that found its example leaves the rest out; one that ran out tried them all.
-    return sum(len(groups[key]) - count for key, count in tried.items())
 
 
 def list_datasets(engine: Engine, *, name: str | None = None) -> list[Dataset]:

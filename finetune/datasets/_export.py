@@ -66,7 +66,11 @@ def freeze_preferences(
         elif row.prompt_hash in contested:
             by_prompt.setdefault(row.prompt_hash, []).append(example)
     found = answers_for_prompts(
-        by_prompt, session=session, feedback=("positive", "negative"), include_rejected=True
+        by_prompt,
+        session=session,
+        feedback=("positive", "negative"),
+        include_rejected=True,
+        answers_only=True,
     )
     # Oldest first, so the last one seen of each kind is the latest.
     latest: dict[tuple[str, str], dict[str, Any]] = {}

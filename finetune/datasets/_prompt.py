@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-_SPACE = re.compile(r"\s+")
-
 
 def normalise_text(text: str) -> str:
-    return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    """NFC, runs of white space as one space, none at either end. (``str.split`` splits at
+    exactly the characters the regular expression ``\\s`` matches, and NFC leaves ASCII as it
+    is: this is ``re.sub(r"\\s+", " ", unicodedata.normalize("NFC", text)).strip()`` at a
+    fraction of its cost, which a build pays for every message.)"""
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return " ".join(text.split())
 
 
 def _normalise_content(content: Any) -> Any:
@@ -77,3 +81,40 @@ def prompt_hash(request: dict[str, Any]) -> str:
     """Stable across processes and versions of Python: SHA-256 of canonical JSON."""
     canonical = orjson.dumps(prompt_key(request), option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
+
+
+def encoded_prompt_message(message: Any) -> bytes:
+    """One message as ``prompt_hash`` encodes it."""
+    return orjson.dumps(_normalise_message(message), option=orjson.OPT_SORT_KEYS)
+
+
+def prefix_prompt_hashes(
+    request: dict[str, Any], encoded: Sequence[bytes], ends: Sequence[int]
+) -> list[str]:
+    """``prompt_hash`` of the request cut to ``messages[:end]``, for each of ``ends`` (in
+    ascending order), given each message already encoded (``encoded_prompt_message``).
+
+    A conversation of n turns asks about each of its assistant turns: hashing every prefix
+    from scratch costs n² normalisations. The canonical JSON of a prefix is its parts in
+    sorted key order (``functions``, ``messages``, ``tools``), so the bytes hashed here are
+    those ``prompt_hash`` hashes.
+    """
+    head = b"{"
+    if request.get("functions"):
+        head += b'"functions":' + orjson.dumps(request["functions"], option=orjson.OPT_SORT_KEYS)
+        head += b","
+    tail = b"]"
+    if request.get("tools"):
+        tail += b',"tools":' + orjson.dumps(request["tools"], option=orjson.OPT_SORT_KEYS)
+    tail += b"}"
+    running = hashlib.sha256(head + b'"messages":[')
+    hashes: list[str] = []
+    done = 0
+    for end in ends:
+        for index in range(done, end):
+            running.update(encoded[index] if index == 0 else b"," + encoded[index])
+        done = max(done, end)
+        prefix = running.copy()
+        prefix.update(tail)
+        hashes.append(prefix.hexdigest())
+    return hashes

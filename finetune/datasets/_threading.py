@@ -8,13 +8,11 @@ model or a person wrote) is kept as context with ``weight: 0``, so the student d
 
 from __future__ import annotations
 
-import hashlib
-import unicodedata
 from typing import Any
 
 import orjson
 
-from finetune.datasets._prompt import prompt_hash
+from finetune.datasets._prompt import normalise_text
 from finetune.datasets._responses import response_as_completion
 
 EXAMPLE_FIELDS = ("tools", "parallel_tool_calls", "functions")
@@ -101,11 +99,14 @@ def answer_message(response: Any) -> tuple[dict[str, Any] | None, str | None]:
     choices = response.get("choices") if isinstance(response, dict) else None
     if not isinstance(choices, list) or not choices:
         return None, "no_answer"
-    first = min(
-        (c for c in choices if isinstance(c, dict)),
-        key=lambda c: c["index"] if isinstance(c.get("index"), int) else 0,
-        default=None,
-    )
+    if len(choices) == 1:
+        first = choices[0] if isinstance(choices[0], dict) else None
+    else:
+        first = min(
+            (c for c in choices if isinstance(c, dict)),
+            key=lambda c: c["index"] if isinstance(c.get("index"), int) else 0,
+            default=None,
+        )
     message = first.get("message") if first is not None else None
     if not isinstance(message, dict):
         return None, "no_answer"
@@ -114,16 +115,6 @@ def answer_message(response: Any) -> tuple[dict[str, Any] | None, str | None]:
     if not said and "function_call" not in cleaned:
         return None, "refusal" if message.get("refusal") else "no_answer"
     return cleaned, None
-
-
-def build_example(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-    """The request's messages with ``answer`` appended, and the tool fields of the request."""
-    messages = [clean_message(m) for m in request["messages"]]
-    example: dict[str, Any] = {"messages": [*messages, answer]}
-    for field in EXAMPLE_FIELDS:
-        if request.get(field) is not None:
-            example[field] = request[field]
-    return example
 
 
 def _canonical_arguments(arguments: Any) -> Any:
@@ -136,19 +127,12 @@ def _canonical_arguments(arguments: Any) -> Any:
     return arguments
 
 
-def _normalise_text(text: str) -> str:
-    # As prompt hashing normalises text, by a faster road: builds compare every turn.
-    if not text.isascii():
-        text = unicodedata.normalize("NFC", text)
-    return " ".join(text.split())
-
-
 def _normalise_content(content: Any) -> Any:
     if isinstance(content, str):
-        return _normalise_text(content)
+        return normalise_text(content)
     if isinstance(content, list):
         return [
-            _normalise_text(part["text"])
+            normalise_text(part["text"])
             if isinstance(part, dict) and isinstance(part.get("text"), str)
             else part
             for part in content
@@ -160,8 +144,14 @@ def normalise_turn(message: Any) -> Any:
     """What makes two turns the same turn: ids, nulls and spacing aside."""
     if not isinstance(message, dict):
         return message
+    content = message.get("content")
+    if len(message) == 2 and type(content) is str and "role" in message:
+        # Most turns are a role and a text: the general road below, in one step.
+        if content:
+            return {"role": message["role"], "content": normalise_text(content)}
+        return {"role": message["role"]}
     kept: dict[str, Any] = {"role": message.get("role")}
-    if message.get("content") not in (None, "", []):
+    if content not in (None, "", []):
         kept["content"] = _normalise_content(message["content"])
     for key in ("name", "tool_call_id"):
         if message.get(key):
@@ -183,52 +173,6 @@ def normalise_turn(message: Any) -> Any:
             _canonical_arguments(function_call.get("arguments")),
         ]
     return kept
-
-
-def thread_keys(request: dict[str, Any], answer: dict[str, Any]) -> tuple[bytes, dict[int, bytes]]:
-    """(key of the whole exchange, messages + answer; index -> key of the conversation up to
-    that turn, for each assistant turn in the messages).
-
-    When one capture's whole-exchange key is another's assistant-turn key, the first is an
-    earlier turn of the second's conversation, and the teacher wrote that turn. Tools are left
-    out: clients do not always send them again with every turn.
-    """
-    messages = request["messages"]
-    turns = [normalise_turn(message) for message in (*messages, answer)]
-    prefixes = {
-        index: _key(turns[: index + 1])
-        for index, message in enumerate(messages)
-        if isinstance(message, dict) and message.get("role") == "assistant"
-    }
-    return _key(turns), prefixes
-
-
-def _key(turns: list[Any]) -> bytes:
-    return hashlib.sha256(orjson.dumps(turns, option=orjson.OPT_SORT_KEYS)).digest()
-
-
-def split_key(request: dict[str, Any], fallback: str | None) -> str:
-    """The hash that fixes the example's split: of the opening prompt, before the first
-    assistant turn, so a conversation stays on its side as it grows."""
-    messages = request["messages"]
-    first = next(
-        (i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"),
-        None,
-    )
-    if first is None and fallback is not None:
-        return fallback
-    return prompt_hash({**request, "messages": messages[:first]})
-
-
-def assistant_turn_prompts(request: dict[str, Any]) -> list[tuple[int, str]]:
-    """(index, prompt hash of the messages before it) for each assistant turn in the request:
-    a capture of that prompt whose answer is the turn shows the teacher wrote it."""
-    messages = request["messages"]
-    return [
-        (i, prompt_hash({**request, "messages": messages[:i]}))
-        for i, message in enumerate(messages)
-        if isinstance(message, dict) and message.get("role") == "assistant"
-    ]
 
 
 def mark_untaught(example: dict[str, Any], indices: list[int]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
+from proxy.gateway._capture import raw_text
 from storage import insert_captures, session_scope
 
 DEAD_LETTER = "dead-letter.jsonl"
@@ -31,6 +32,26 @@ class DeadLetter:
     at: str
     row: dict[str, Any] | None
     """The row as the writer held it; None when only its text was kept."""
+
+
+def dead_letter_entry(
+    capture_id: str | None, reason: str, *, row: dict[str, Any] | None, raw: str | None
+) -> dict[str, Any]:
+    """A dead-letter line's fields: the row when JSON can hold it, else its text."""
+    entry: dict[str, Any] = {
+        "id": capture_id,
+        "reason": reason,
+        "at": datetime.now().astimezone().isoformat(),
+    }
+    if row is not None:
+        try:
+            orjson.dumps(row)
+            entry["row"] = row
+        except (TypeError, orjson.JSONEncodeError):
+            entry["raw"] = raw_text(row)
+    else:
+        entry["raw"] = raw
+    return entry
 
 
 def append_dead_letter(spool_dir: Path, entry: dict[str, Any]) -> None:

@@ -1,10 +1,12 @@
 """The capture sink: never blocks a request, writes in batches, spools when the database can't.
 
 One writer thread per process owns the database writes and the spool file. The event loop
-only puts an ``Exchange`` on a queue. A batch the database cannot take (it is down, stalled,
-or not yet migrated) is appended to this process's spool file; the writer replays spool files
-(its own, and those of processes that died) once the database answers again. Inserts skip ids
-already stored, so a replay that is interrupted and repeated never duplicates a capture.
+only puts an ``Exchange`` on a queue, which is bounded: past ``queue_limit`` captures it
+appends the exchange to an overflow file instead (``_spool_files``), which the writer takes
+back once it has caught up. A batch the database cannot take (it is down, stalled, or not yet
+migrated) is appended to this process's spool file; the writer replays spool files (its own,
+and those of processes that died) once the database answers again. Inserts skip ids already
+stored, so a replay that is interrupted and repeated never duplicates a capture.
 
 A database that answers but refuses a row is another matter: the batch is retried row by row
 and the refused row is stored as a raw quarantined record instead (``quarantine_row``), so it
@@ -25,7 +27,6 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,7 +42,8 @@ from proxy.gateway._capture import (
     quarantine_row,
     raw_text,
 )
-from proxy.gateway._dead_letter import append_dead_letter
+from proxy.gateway._dead_letter import append_dead_letter, dead_letter_entry
+from proxy.gateway._spool_files import Overflow, append_synced, orphan, rows_of, spool_bytes
 from storage import database_unreachable, insert_captures, session_scope
 
 log = logging.getLogger("stillroom.sink")
@@ -56,6 +58,7 @@ class CaptureSink:
         *,
         spool_dir: Path,
         batch_size: int = 500,
+        queue_limit: int = 5000,
         flush_seconds: float = 0.2,
         retry_seconds: float = 2.0,
         rules: Sequence[RuleConfig] = (),
@@ -66,6 +69,7 @@ class CaptureSink:
         self._metrics = metrics
         self._queue: queue.SimpleQueue[Exchange | object] = queue.SimpleQueue()
         self._batch_size = batch_size
+        self._queue_limit = queue_limit
         self._flush_seconds = flush_seconds
         self._retry_seconds = retry_seconds
         self._rules = tuple(rules)
@@ -74,6 +78,7 @@ class CaptureSink:
         self._spool_dir = spool_dir
         self._spool_path = spool_dir / f"spool-{socket.gethostname()}-{os.getpid()}.jsonl"
         self._spool: IO[bytes] | None = None
+        self._overflow = Overflow(self._spool_path.with_suffix(".overflow.jsonl"))
         self._db_down_since: float | None = None
         self._last_attempt = 0.0
         self._next_replay = 0.0
@@ -89,6 +94,7 @@ class CaptureSink:
         self._spool = self._spool_path.open("ab+")
         # Held for the process's life: a lock that can be taken marks an orphaned spool.
         fcntl.flock(self._spool.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._overflow.open()
         self._start_writer()
 
     def _start_writer(self) -> None:
@@ -96,7 +102,11 @@ class CaptureSink:
         self._thread.start()
 
     def submit(self, exchange: Exchange) -> None:
-        self._queue.put(exchange)
+        # Past the bound, to the overflow file; if even that fails, memory: never dropped.
+        if self._queue.qsize() < self._queue_limit or not self._overflow.offer(exchange):
+            self._queue.put(exchange)
+        else:
+            self._metrics.captures_overflowed.inc()
         self._metrics.captures_submitted.inc()
         thread = self._thread
         if thread is not None and not self._closing and not thread.is_alive():
@@ -133,6 +143,7 @@ class CaptureSink:
             self._spool_what_the_writer_holds(timeout)
             return
         self._thread = None
+        self._overflow.close()
         if self._spool is not None:
             empty = self._spool_path.stat().st_size == 0
             self._spool.close()
@@ -143,39 +154,23 @@ class CaptureSink:
     def _spool_what_the_writer_holds(self, waited: float) -> None:
         """The writer is stuck on the database: spool its batch and the queue to a file of
         their own, which the next process replays (ids make a double write harmless)."""
-        rows = list(self._inflight)
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, Exchange):
-                row = self._row(item)
-                if row is not None:
-                    rows.append(row)
+        held: list[Any] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                held.append(self._queue.get_nowait())
+        built = (self._row(item) for item in held if isinstance(item, Exchange))
+        rows = [*self._inflight, *(row for row in built if row is not None)]
+        self._overflow.close()
         path = self._spool_dir / f"spool-{socket.gethostname()}-{os.getpid()}-final.jsonl"
-        with path.open("ab") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            handle.write(b"".join(self._line(row) for row in rows))
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_synced(path, b"".join(self._line(row) for row in rows))
         self._metrics.captures_spooled.inc(len(rows))
-        log.error(
-            "capture writer still busy after %.1f s: spooled %d captures to %s",
-            waited,
-            len(rows),
-            path.name,
-        )
+        log.error("writer busy for %.1f s: %d captures to %s", waited, len(rows), path.name)
 
     def pending(self) -> int:
         return self._queue.qsize()
 
     def spool_bytes(self) -> int:
-        total = 0
-        for path in self._spool_dir.glob("spool-*.jsonl"):
-            with contextlib.suppress(FileNotFoundError):
-                total += path.stat().st_size
-        return total
+        return spool_bytes(self._spool_dir)
 
     # -- writer thread -------------------------------------------------------------------
 
@@ -200,12 +195,34 @@ class CaptureSink:
                 self._inflight = [row for row in map(self._row, batch) if row is not None]
                 self._store(self._inflight)
                 self._inflight = []
+            self._overflow.sync()
+            self._take_back_overflow()
             self._replay_due(force=False)
+        # Stopping: what overflowed goes to the database now if it can, else stays spooled.
+        while self._overflow_due():
+            self._take_back_overflow()
+
+    def _take_back_overflow(self) -> None:
+        """Store a batch of the overflow file, when the queue is short and the database up."""
+        if self._queue.qsize() >= self._batch_size or not self._overflow_due():
+            return
+        lines = self._overflow.take(self._batch_size)
+        self._inflight = self._rows_of(lines, self._overflow.path)
+        self._store(self._inflight)
+        self._inflight = []
+        self._overflow.taken(lines)
+
+    def _overflow_due(self) -> bool:
+        return self._overflow.waiting() and self._db_may_answer()
 
     def _take_batch(self) -> tuple[list[Exchange], bool]:
         batch: list[Exchange] = []
         try:
-            item = self._queue.get(timeout=self._flush_seconds)
+            # Overflowed captures the database can take now: no pause for more.
+            if self._overflow_due():
+                item = self._queue.get_nowait()
+            else:
+                item = self._queue.get(timeout=self._flush_seconds)
         except queue.Empty:
             return batch, False
         deadline = time.monotonic() + self._flush_seconds
@@ -304,22 +321,11 @@ class CaptureSink:
         self, exc: BaseException, *, row: dict[str, Any] | None = None, raw: str | None = None
     ) -> None:
         """Keep what could not be stored anywhere else: ``row`` (retryable) or ``raw`` text."""
-        entry: dict[str, Any] = {
-            "id": row.get("id") if row is not None else None,
-            "reason": f"{type(exc).__name__}: {_short(exc)}",
-            "at": datetime.now().astimezone().isoformat(),
-        }
-        if row is not None:
-            try:
-                orjson.dumps(row)
-                entry["row"] = row
-            except (TypeError, orjson.JSONEncodeError):
-                entry["raw"] = raw_text(row)
-        else:
-            entry["raw"] = raw
-        append_dead_letter(self._spool_dir, entry)
+        capture_id = row.get("id") if row is not None else None
+        reason = f"{type(exc).__name__}: {_short(exc)}"
+        append_dead_letter(self._spool_dir, dead_letter_entry(capture_id, reason, row=row, raw=raw))
         self._metrics.captures_dead_lettered.inc()
-        log.error("capture %s dead-lettered: %s", entry["id"], entry["reason"])
+        log.error("capture %s dead-lettered: %s", capture_id, reason)
 
     def _line(self, row: dict[str, Any]) -> bytes:
         try:
@@ -361,49 +367,30 @@ class CaptureSink:
         return True
 
     def _replay_orphan(self, path: Path) -> bool:
-        try:
-            handle = path.open("rb+")
-        except FileNotFoundError:
-            return True
-        with handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True  # a live process owns it and will replay it
-            if _replaced_or_gone(path, handle):
-                return True  # another worker replayed it while this one waited to open it
-            if not self._replay_lines(handle.read(), path):
+        with orphan(path) as data:
+            if data is None:
+                return True  # gone, or a live process owns it and will replay it
+            if not self._replay_lines(data, path):
                 return False
             path.unlink(missing_ok=True)
         return True
 
+    def _rows_of(self, lines: list[bytes], path: Path) -> list[dict[str, Any]]:
+        def damaged(line: bytes, exc: Exception) -> None:
+            # A write cut by a crash leaves a partial last line; keep it for a person.
+            log.error("a damaged line in %s goes to the dead-letter file", path.name)
+            self._dead_letter(exc, raw=line[:65536].decode("utf-8", "replace"))
+
+        return rows_of(lines, self._row, damaged)
+
     def _replay_lines(self, data: bytes, path: Path) -> bool:
-        rows = []
-        for line in data.splitlines():
-            try:
-                row = orjson.loads(line)
-                row["created_at"] = datetime.fromisoformat(row["created_at"])
-            except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
-                # A write cut by a crash leaves a partial last line; keep it for a person.
-                log.error("a damaged line in %s goes to the dead-letter file", path.name)
-                self._dead_letter(exc, raw=line[:65536].decode("utf-8", "replace"))
-                continue
-            rows.append(row)
+        rows = self._rows_of(data.splitlines(), path)
         for start in range(0, len(rows), self._batch_size):
             if not self._write(rows[start : start + self._batch_size]):
                 return False
         if rows:
             self._metrics.captures_replayed.inc(len(rows))
             log.warning("replayed %d spooled captures from %s", len(rows), path.name)
-        return True
-
-
-def _replaced_or_gone(path: Path, handle: IO[bytes]) -> bool:
-    """Whether ``path`` no longer names the file ``handle`` holds (it was replayed and
-    removed between this process opening it and taking its lock)."""
-    try:
-        return os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
-    except FileNotFoundError:
         return True
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.exc import OperationalError
 
 from proxy._metrics import Metrics
 from proxy.gateway._capture import Exchange
-from proxy.gateway._sink import CaptureSink, _replaced_or_gone
+from proxy.gateway._sink import CaptureSink
+from proxy.gateway._spool_files import _replaced_or_gone
 from storage import count_captures, get_capture, session_scope
 from tests.support import wait_for
 
