@@ -27,11 +27,11 @@ MIXED: list[Any] = [
 
 
 def test_prefix_hashes_are_the_prompt_hashes_of_the_prefixes() -> None:
-    requests: tuple[dict[str, Any], ...] = (
+    requests: list[dict[str, Any]] = [
         {"messages": MIXED, "tools": TOOLS, "functions": FUNCTIONS},
         {"messages": MIXED, "tools": []},
         {"messages": []},
-    )
+    ]
     for request in requests:
         ends = list(range(len(request["messages"]) + 1))
         encoded = [encoded_prompt_message(m) for m in request["messages"]]
