@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -87,8 +87,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
+def session_scope(engine: Engine | Connection) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error. On a ``Connection`` the
+    session begins and ends its own transaction on that connection."""
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session

@@ -75,19 +75,9 @@ class _ShortTransactions(BuildStore):
         self._connection = connection
         self.dataset_id: str | None = None
 
-    @contextmanager
-    def _unit(self) -> Iterator[Session]:
-        # The session begins and ends its own transaction on the build's connection.
-        with Session(bind=self._connection, expire_on_commit=False) as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-
     def writing(self) -> AbstractContextManager[Session]:
-        return self._unit()
+        # Each unit begins and ends its own transaction on the build's connection.
+        return session_scope(self._connection)
 
     def begin(self, dataset: Dataset) -> None:
         self.dataset_id = dataset.id
