@@ -48,6 +48,8 @@ from storage import database_unreachable, insert_captures, session_scope
 
 log = logging.getLogger("stillroom.sink")
 _STOP = object()
+_NAPS_PER_FLUSH = 10
+"""How often, within one flush interval, the writer looks for more of a batch."""
 
 
 class CaptureSink:
@@ -216,6 +218,11 @@ class CaptureSink:
         return self._overflow.waiting() and self._db_may_answer()
 
     def _take_batch(self) -> tuple[list[Exchange], bool]:
+        """Up to a batch of exchanges, waiting at most ``flush_seconds`` for it to fill.
+
+        The writer blocks on the queue only for a batch's first exchange; then it drains what
+        has arrived and naps between drains. Blocking for each exchange would wake this thread,
+        and hand it the interpreter, once for every request the event loop answers."""
         batch: list[Exchange] = []
         try:
             # Overflowed captures the database can take now: no pause for more.
@@ -233,15 +240,21 @@ class CaptureSink:
             batch.append(item)
             if len(batch) >= self._batch_size:
                 return batch, False
-            remaining = deadline - time.monotonic()
-            try:
-                item = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
-            except queue.Empty:
+            item = self._next_queued(deadline)
+            if item is None:
                 return batch, False
+
+    def _next_queued(self, deadline: float) -> object | None:
+        """The next queued item, napping until ``deadline`` for one; None if none came."""
+        while True:
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(remaining, self._flush_seconds / _NAPS_PER_FLUSH))
 
     def _row(self, exchange: Exchange) -> dict[str, Any] | None:
         """The capture's row; a capture that cannot be built becomes a quarantined record."""

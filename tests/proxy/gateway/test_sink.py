@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import queue
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,17 @@ def sink(engine: Engine, metrics: Metrics, tmp_path: Path) -> Iterator[CaptureSi
     sink.start()
     yield sink
     sink.close(10)
+
+
+class CountingQueue(queue.SimpleQueue[Any]):
+    """A queue that counts the waits on it: each may wake the thread that waits."""
+
+    blocking_gets = 0
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if block:
+            self.blocking_gets += 1
+        return super().get(block, timeout)
 
 
 def stored(engine: Engine) -> int:
@@ -163,3 +176,33 @@ def test_unparseable_response_is_still_captured_with_the_reason(
         assert capture is not None
         assert capture.response is None
         assert capture.error is not None and "undecodable" in capture.error["message"]
+
+
+def test_the_writer_waits_on_the_queue_once_a_batch_not_once_an_exchange(
+    engine: Engine, metrics: Metrics, tmp_path: Path
+) -> None:
+    """Exchanges arriving one at a time within a flush interval are gathered by draining the
+    queue between naps: a blocking ``get`` per exchange would wake the writer thread, and
+    take the interpreter from the event loop, once for every request."""
+    sink = CaptureSink(engine, metrics, spool_dir=tmp_path / "spool", flush_seconds=0.5)
+    batches: list[int] = []
+    insert = sink._insert
+
+    def counted_insert(rows: list[dict[str, Any]]) -> None:
+        batches.append(len(rows))
+        insert(rows)
+
+    sink._insert = counted_insert  # type: ignore[method-assign]
+    sink._queue = CountingQueue()
+    sink.start()
+    try:
+        wait_for(lambda: sink._queue.blocking_gets >= 1)
+        for n in range(20):
+            sink.submit(exchange(n))
+            time.sleep(0.005)
+        wait_for(lambda: stored(engine) == 20)
+    finally:
+        sink.close(10)
+    assert batches == [20]
+    # One wait for the first exchange, and one after the batch was written (then the close).
+    assert sink._queue.blocking_gets <= 3
