@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from storage._engine import json_text
-from storage._models import Capture, UTCDateTime
+from storage._models import Capture, UTCDateTime, as_utc
 from storage._search import search_text
 
 Order = Literal["asc", "desc"]
@@ -63,22 +63,36 @@ class _SQLiteInsert:
         compiled = stmt.compile(dialect=dialect, column_keys=named)
         assert compiled.positiontup is not None, "sqlite3 binds by position"
         self._sql = compiled.string
-        self._binds = [
-            (
-                name,
-                columns[name].type.dialect_impl(dialect).bind_processor(dialect) or _unchanged,
-                _scalar_default(columns[name]),
-            )
-            for name in compiled.positiontup
+        names = list(compiled.positiontup)
+        self._names = names
+        # What SQLAlchemy does per value, done only where it changes something: the columns
+        # with a default of their own, and those whose type converts the value (JSON, times,
+        # booleans, floats); every other value is bound as it is.
+        self._defaults = [
+            (index, name, default)
+            for index, name in enumerate(names)
+            if (default := _scalar_default(columns[name])) is not None
+        ]
+        self._processors = [
+            (index, process)
+            for index, name in enumerate(names)
+            if (process := columns[name].type.dialect_impl(dialect).bind_processor(dialect))
+            is not None
         ]
 
     def execute(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
         """Insert ``rows`` in one ``executemany``; how many were new."""
-        parameters = [
-            tuple(process(row.get(name, default)) for name, process, default in self._binds)
-            for row in rows
-        ]
+        parameters = [self._parameters(row) for row in rows]
         return connection.exec_driver_sql(self._sql, parameters).rowcount
+
+    def _parameters(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        values = list(map(row.get, self._names))
+        for index, name, default in self._defaults:
+            if values[index] is None and name not in row:
+                values[index] = default
+        for index, process in self._processors:
+            values[index] = process(values[index])
+        return tuple(values)
 
 
 def _unchanged(value: Any) -> Any:
@@ -124,7 +138,12 @@ def _copy_new(values: list[dict[str, Any]], session: Session) -> int | None:
     fresh = [row for row in values if row["id"] not in stored]
     if not fresh:
         return 0
-    convert = [_copy_converter(name) for name in columns]
+    # Only the JSON and time columns need converting: the rest go to COPY as they are.
+    convert = [
+        (index, to)
+        for index, name in enumerate(columns)
+        if (to := _copy_converter(name)) is not _unchanged
+    ]
     statement = sql.SQL("COPY captures ({}) FROM STDIN").format(
         sql.SQL(", ").join(map(sql.Identifier, columns))
     )
@@ -134,7 +153,10 @@ def _copy_new(values: list[dict[str, Any]], session: Session) -> int | None:
         # Inside the session's transaction, psycopg's transaction() is a savepoint.
         with driver.transaction(), driver.cursor() as cursor, cursor.copy(statement) as copy:
             for row in fresh:
-                copy.write_row([to(row[name]) for to, name in zip(convert, columns, strict=True)])
+                line = list(map(row.__getitem__, columns))
+                for index, to in convert:
+                    line[index] = to(line[index])
+                copy.write_row(line)
     except psycopg.Error:
         # Undone to the savepoint; the INSERT tells a refused row from a database that is
         # gone, as the writer expects (another writer's id, here, it simply skips).
@@ -148,10 +170,14 @@ def _copy_converter(name: str) -> Any:
     send, an aware timestamp, or the value as it is."""
     column_type = Capture.__table__.c[name].type  # type: ignore[attr-defined]
     if isinstance(column_type, JSON):
-        return lambda value: None if value is None else json_text(value)
+        return _json_or_null
     if isinstance(column_type, UTCDateTime):
-        return lambda value: column_type.process_bind_param(value, None)
+        return as_utc
     return _unchanged
+
+
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else json_text(value)
 
 
 _INDEX_NEW_ROWS = text(
@@ -183,9 +209,12 @@ def _to_columns(row: Mapping[str, Any]) -> dict[str, Any]:
         values["metadata"] = values.pop("metadata_")
     if "search_text" not in values:
         values["search_text"] = search_text(values.get("request"), values.get("response"))
-    for name, length in _text_columns().items():
+    for name, length in _text_columns():
         value = values.get(name)
-        if isinstance(value, str):
+        # Most values fit as they are: the two tests before a copy is made.
+        if isinstance(value, str) and (
+            (length is not None and len(value) > length) or "\x00" in value
+        ):
             values[name] = fit_text(value, length)
     return values
 
@@ -201,13 +230,13 @@ def fit_text(value: str, length: int | None) -> str:
 
 
 @cache
-def _text_columns() -> dict[str, int | None]:
+def _text_columns() -> tuple[tuple[str, int | None], ...]:
     table = Capture.__table__  # type: ignore[attr-defined]
-    return {
-        column.name: getattr(column.type, "length", None)
+    return tuple(
+        (column.name, getattr(column.type, "length", None))
         for column in table.columns
         if isinstance(getattr(column.type, "impl", column.type), String)
-    }
+    )
 
 
 def count_captures(*, session: Session) -> int:

@@ -67,13 +67,31 @@ def _pieces(request: Mapping[str, Any] | None, response: Mapping[str, Any] | Non
 
 
 def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
+    # Parsed JSON holds dicts, lists and strings: exact type tests first, the abstract ones
+    # (a slow isinstance against an ABC) only for anything else.
+    kind = type(value)
+    if kind is str:
         if value:
             yield value
-    elif isinstance(value, Mapping):
-        for key, inner in value.items():
-            if key not in _SKIPPED_KEYS:
+    elif kind is list:
+        for inner in value:
+            if type(inner) is str:
+                if inner:
+                    yield inner
+            else:
                 yield from _strings(inner)
+    elif kind is dict or isinstance(value, Mapping):
+        for key, inner in value.items():
+            if key in _SKIPPED_KEYS:
+                continue
+            if type(inner) is str:
+                if inner:
+                    yield inner
+            else:
+                yield from _strings(inner)
+    elif isinstance(value, str):
+        if value:
+            yield value
     elif isinstance(value, list):
         for inner in value:
             yield from _strings(inner)
