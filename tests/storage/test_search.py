@@ -136,6 +136,35 @@ def test_captures_stored_before_the_index_are_backfilled(server_database_url: st
         engine.dispose()
 
 
+def test_the_sqlite_index_built_again_without_positions_still_finds_what_was_stored(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'before.db'}"
+    engine = make_engine(url)
+    try:
+        upgrade(engine, "0013")
+        store(engine, [capture_row(1, question="stored with positions"), capture_row(2)])
+        upgrade(engine)
+        with engine.connect() as connection:
+            table = connection.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = 'captures_search'")
+            ).scalar_one()
+            connection.execute(
+                text(
+                    "INSERT INTO captures_search(captures_search, rank) VALUES ('integrity-check', 1)"
+                )
+            )
+        assert "detail=none" in table
+        store(engine, [capture_row(3, question="stored without positions")])
+        assert _found(engine, "with positions") == [capture_id(1)]
+        assert _found(engine, "positions") == [capture_id(3), capture_id(1)]
+        with session_scope(engine) as session:
+            delete_captures([capture_id(1)], session=session)
+        assert _found(engine, "positions") == [capture_id(3)]
+    finally:
+        engine.dispose()
+
+
 def _write_batches(url: str, first: int, batches: int, size: int) -> None:
     """One writer process's work: ``batches`` inserts of ``size`` captures from ``first`` on."""
     engine = make_engine(url, pool_size=1, statement_timeout_seconds=30)
