@@ -9,12 +9,29 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Literal
 
-from sqlalchemy import Select, bindparam, delete, false, func, not_, or_, select, update
+from sqlalchemy import (
+    Select,
+    bindparam,
+    delete,
+    false,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from storage._captures import SUMMARY_COLUMNS, Order
-from storage._filters import CaptureFilter, ReviewStatus, _json_array_contains, filter_clauses
+from storage._filters import (
+    CaptureFilter,
+    ReviewStatus,
+    _json_array_contains,
+    filter_clauses,
+    sqlite_scan_clause,
+)
 from storage._models import Capture, CaptureEdit, Feedback
 
 BulkAction = Literal["approve", "reject", "pending", "tag", "untag", "delete"]
@@ -64,14 +81,88 @@ def list_capture_page(
     order: Order = "desc",
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Summaries of one page and the cursor of the next (None on the last page)."""
-    stmt = capture_page_statement(
-        capture_filter, _dialect(session), cursor=cursor, limit=limit, order=order
-    )
-    rows = [dict(row._mapping) for row in session.execute(stmt)]
+    dialect = _dialect(session)
+    rows = None
+    if dialect == "sqlite" and capture_filter.search:
+        rows = _newest_matches(capture_filter, session, cursor=cursor, limit=limit, order=order)
+    if rows is None:
+        stmt = capture_page_statement(
+            capture_filter, dialect, cursor=cursor, limit=limit, order=order
+        )
+        rows = [dict(row._mapping) for row in session.execute(stmt)]
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
     return rows, str(rows[-1]["id"])
+
+
+SEARCH_WINDOW = 2000
+"""On SQLite, how many captures next in the page's order a search reads first, before it
+decides between reading on and asking the search index."""
+
+
+def _newest_matches(
+    capture_filter: CaptureFilter,
+    session: Session,
+    *,
+    cursor: str | None,
+    limit: int,
+    order: Order,
+) -> list[dict[str, Any]] | None:
+    """A search's page read from the text of the captures next in order; None when the
+    search index should say instead.
+
+    SQLite's search index checks every match against its text before the page is sorted,
+    so a word in most captures reads most of the table. Reading the captures in the page's
+    order instead stops once the page is full, and a full page is exact: every match past
+    the captures read comes later in the order. It costs about what the index does a match,
+    so it reads on only while that is fewer captures than the index would check: how common
+    the word is in the first ``SEARCH_WINDOW`` says how far a page is."""
+    assert capture_filter.search is not None
+    scan = sqlite_scan_clause(capture_filter.search)
+    if scan is None:
+        return None
+    others = capture_filter.model_copy(update={"search": None})
+    rows = _scan_page(others, scan, session, SEARCH_WINDOW, cursor=cursor, limit=limit, order=order)
+    if len(rows) > limit:
+        return rows
+    if not rows:
+        return None
+    # Captures to read for a full page, with room to spare; matches the index would check.
+    wanted = (limit + 1) * SEARCH_WINDOW * 3 // (2 * len(rows))
+    captures = (
+        session.execute(select(func.max(literal_column("rowid"))).select_from(_table())).scalar()
+        or 0
+    )
+    if wanted >= captures * len(rows) // SEARCH_WINDOW:
+        return None
+    rows = _scan_page(others, scan, session, wanted, cursor=cursor, limit=limit, order=order)
+    return rows if len(rows) > limit else None
+
+
+def _scan_page(
+    others: CaptureFilter,
+    scan: ColumnElement[bool],
+    session: Session,
+    window: int,
+    *,
+    cursor: str | None,
+    limit: int,
+    order: Order,
+) -> list[dict[str, Any]]:
+    """The page's matches of ``scan`` among the next ``window`` captures ``others`` select."""
+    c = _table().c
+    ordering = c.id.desc() if order == "desc" else c.id.asc()
+    selected = select(c.id).where(*filter_clauses(others, "sqlite"))
+    if cursor is not None:
+        selected = selected.where(c.id < cursor if order == "desc" else c.id > cursor)
+    stmt = (
+        select(*(c[name] for name in SUMMARY_COLUMNS))
+        .where(c.id.in_(selected.order_by(ordering).limit(window)), scan)
+        .order_by(ordering)
+        .limit(limit + 1)
+    )
+    return [dict(row._mapping) for row in session.execute(stmt)]
 
 
 def conversation_ends(

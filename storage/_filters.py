@@ -154,6 +154,20 @@ def _search_clause(words: str, dialect: str) -> ColumnElement[bool]:
     return literal_column("captures.rowid").in_(matches)
 
 
+def sqlite_scan_clause(words: str) -> ColumnElement[bool] | None:
+    """On SQLite, the condition that matches exactly what the search index would for
+    ``words``, read from each row's text instead; None for words the index does not answer.
+
+    FTS5 checks a ``LIKE`` against the text as SQLite's ``LIKE`` does (ASCII case folding
+    only), so the two find the same captures."""
+    words = words.replace("\x00", "")
+    escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if len(words) < TRIGRAM or escaped != words:
+        return None
+    column = Capture.__table__.c.search_text  # type: ignore[attr-defined]
+    return column.like(f"%{words}%")  # type: ignore[no-any-return]
+
+
 def _json_array_contains(column: Any, value: str, dialect: str) -> ColumnElement[bool]:
     if dialect == "postgresql":
         return type_coerce(column, JSONB).contains([value])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
-from sqlalchemy import Engine, MetaData, Table, text
+from sqlalchemy import Engine, MetaData, Table, event, text
 
 from storage import (
     CaptureFilter,
@@ -163,6 +164,56 @@ def test_the_sqlite_index_built_again_without_positions_still_finds_what_was_sto
         assert _found(engine, "positions") == [capture_id(3)]
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("every", "asks_the_index"),
+    [(1, False), (5, False), (7, True), (150, True)],
+    ids=["in every capture", "in a fifth", "in a seventh", "rare"],
+)
+@pytest.mark.parametrize("order", ["desc", "asc"])
+def test_every_page_of_a_search_is_exact_whether_read_in_order_or_from_the_index(
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    every: int,
+    asks_the_index: bool,
+    order: Literal["asc", "desc"],
+) -> None:
+    """On SQLite a common word's page is read from the captures next in order (the index
+    would check every match first); stored out of id order, pages must still be exact."""
+    monkeypatch.setattr("storage._curation.SEARCH_WINDOW", 20)
+    numbers = list(range(1, 601))
+    random.Random(every).shuffle(numbers)
+    rows = [
+        capture_row(
+            n,
+            question=f"q{n} walrus" if n % every == 0 else f"q{n}",
+            review_status="approved" if n % 2 == 0 else "pending",
+        )
+        for n in numbers
+    ]
+    for start in range(0, len(rows), 100):
+        store(engine, rows[start : start + 100])
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    wanted = CaptureFilter(search="walrus", status=["approved"])
+    pages: list[str] = []
+    cursor = None
+    first_page: list[str] = []
+    while True:
+        with session_scope(engine) as session:
+            page, cursor = list_capture_page(
+                wanted, session=session, cursor=cursor, limit=5, order=order
+            )
+        pages += [str(row["id"]) for row in page]
+        first_page = first_page or list(statements)
+        if cursor is None:
+            break
+    matching = [n for n in range(1, 601) if n % every == 0 and n % 2 == 0]
+    expected = [capture_id(n) for n in (matching[::-1] if order == "desc" else matching)]
+    assert pages == expected
+    if engine.dialect.name == "sqlite":
+        assert any("captures_search" in sql for sql in first_page) == asks_the_index
 
 
 def _write_batches(url: str, first: int, batches: int, size: int) -> None:
