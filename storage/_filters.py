@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 from storage._models import Capture, CaptureEdit
+from storage._search import fold
 
 TRIGRAM = 3
 """The shortest search the trigram indexes answer; a shorter one reads every row."""
@@ -137,17 +138,15 @@ def filter_clauses(capture_filter: CaptureFilter, dialect: str) -> list[ColumnEl
 
 
 def _search_clause(words: str, dialect: str) -> ColumnElement[bool]:
-    # Both indexes answer a substring LIKE of three characters or more (storage._search).
-    words = words.replace("\x00", "")
+    # Both indexes answer a substring LIKE of three characters or more (storage._search); the
+    # column holds folded text, so the folded words are compared byte for byte.
+    words = fold(words.replace("\x00", ""))
     escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     column = Capture.__table__.c.search_text  # type: ignore[attr-defined]
-    if dialect == "postgresql":
-        return column.ilike(f"%{escaped}%", escape="\\")  # type: ignore[no-any-return]
-    if len(words) < TRIGRAM or escaped != words:
-        # FTS5 uses its index only for a LIKE without ESCAPE, so words holding a wildcard
-        # character, or too short for a trigram, read every row.
-        return func.lower(column).like(f"%{escaped.lower()}%", escape="\\")
-    # FTS5's trigram tokenizer matches case-insensitively, as ILIKE does.
+    if dialect == "postgresql" or len(words) < TRIGRAM or escaped != words:
+        # FTS5 uses its index only for a LIKE without ESCAPE, so on SQLite words holding a
+        # wildcard character, or too short for a trigram, read every row.
+        return column.like(f"%{escaped}%", escape="\\")  # type: ignore[no-any-return]
     matches = text("SELECT rowid FROM captures_search WHERE search_text LIKE :pattern").bindparams(
         pattern=f"%{words}%"
     )

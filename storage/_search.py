@@ -5,6 +5,10 @@ scanned most of the table. Each capture instead carries ``search_text``, written
 and indexed for substring search: a trigram GIN index on PostgreSQL (``pg_trgm``), an FTS5
 table with the trigram tokenizer on SQLite (migration 0011). Both answer ``LIKE '%word%'``
 from the index once the word has three characters or more.
+
+The text is stored case-folded (``fold``, migration 0014) and searched for the folded words, so
+PostgreSQL compares bytes (``LIKE``) where ``ILIKE`` lowercased every row it read: at a million
+captures, rechecking the rows of a word in 0.4 % of them took six times longer with ``ILIKE``.
 """
 
 from __future__ import annotations
@@ -45,13 +49,18 @@ _REQUEST_KEYS = ("messages", "instructions", "input")
 _RESPONSE_KEYS = ("choices", "output")
 
 
+def fold(text: str) -> str:
+    """``text`` as search stores and compares it: case-folded (Unicode's caseless matching)."""
+    return text.casefold()
+
+
 def search_text(request: Mapping[str, Any] | None, response: Mapping[str, Any] | None) -> str:
-    """The conversation's words, one line per piece, capped at ``MAX_SEARCH_CHARS``."""
+    """The conversation's words, folded, one line per piece, capped at ``MAX_SEARCH_CHARS``."""
     parts: list[str] = []
     size = 0
     for piece in _pieces(request, response):
         # PostgreSQL text cannot hold NUL.
-        part = piece.replace("\x00", "")
+        part = fold(piece.replace("\x00", ""))
         parts.append(part)
         size += len(part) + 1
         if size >= MAX_SEARCH_CHARS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -80,6 +81,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             bold=True,
         )
         terminalreporter.write_line(bar, red=True, bold=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty, unmigrated store of its own, for a migration's test to fill at a revision."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'unmigrated.db'}"
+        return
+    if not pg_available():
+        pytest.skip(_PG_SKIP_REASON)
+    name = f"stillroom_unmigrated_{os.getpid()}"
+    yield _fresh_pg_database(name)
+    _drop_pg_database(name)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

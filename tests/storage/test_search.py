@@ -60,10 +60,10 @@ def test_the_text_holds_messages_tool_calls_and_the_answer_but_not_structure() -
         ],
     }
     assert search_text(request, response).split("\n") == [
-        "Be brief.",
-        "Weather in Oslo?",
+        "be brief.",
+        "weather in oslo?",
         "get_weather",
-        '{"city":"Oslo"}',
+        '{"city":"oslo"}',
     ]
 
 
@@ -79,7 +79,12 @@ def test_the_text_of_a_responses_exchange_is_its_instructions_input_and_output()
             },
         ]
     }
-    assert search_text(request, response) == "Answer in French.\nHello there\nBonjour"
+    assert search_text(request, response) == "answer in french.\nhello there\nbonjour"
+
+
+def test_the_text_is_case_folded_beyond_ascii() -> None:
+    request = {"messages": [{"role": "user", "content": "Die Straße nach KÖLN, ΟΔΟΣ"}]}
+    assert search_text(request, None) == "die strasse nach köln, οδοσ"
 
 
 def test_the_text_is_capped_and_holds_no_nul() -> None:
@@ -107,6 +112,20 @@ def test_search_finds_exactly_the_captures_that_hold_the_words(
 ) -> None:
     store(engine, [capture_row(n) for n in range(1, 9)])
     store(engine, [capture_row(9, question="How wide is a Zebra crossing?"), capture_row(10)])
+    assert _found(engine, words) == [capture_id(n) for n in expected]
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [("STRASSE", [1]), ("straße", [1]), ("Köln", [1]), ("οδος", [2]), ("ß", [1]), ("Σ", [2])],
+    ids=["capitals", "sharp s", "umlaut", "final sigma", "short sharp s", "short sigma"],
+)
+def test_search_finds_words_in_any_case_beyond_ascii(
+    engine: Engine, words: str, expected: list[int]
+) -> None:
+    store(
+        engine, [capture_row(1, question="Die Straße nach KÖLN"), capture_row(2, question="ΟΔΟΣ")]
+    )
     assert _found(engine, words) == [capture_id(n) for n in expected]
 
 
@@ -253,5 +272,40 @@ def test_two_processes_writing_at_once_keep_the_sqlite_index_matching_the_table(
                 )
             )
         assert _found(engine, "q1000060") == [capture_id(1_000_060)]
+    finally:
+        engine.dispose()
+
+
+def test_captures_stored_unfolded_are_folded_by_the_migration(unmigrated_url: str) -> None:
+    engine = make_engine(unmigrated_url)
+    try:
+        upgrade(engine, "0013")
+        # The table and the search text as they were then: written as it came, in any case.
+        before = Table("captures", MetaData(), autoload_with=engine)
+        row: dict[str, Any] = dict(capture_row(1, question="Stored BEFORE Folding, in Köln"))
+        row["metadata"] = row.pop("metadata_")
+        row["search_text"] = "Be brief.\nStored BEFORE Folding, in Köln\na1"
+        with engine.begin() as connection:
+            connection.execute(
+                before.insert(), [row, {**row, "id": capture_id(2), "search_text": None}]
+            )
+            if engine.dialect.name == "sqlite":
+                connection.execute(
+                    text(
+                        "INSERT INTO captures_search(rowid, search_text) SELECT rowid, search_text FROM captures"
+                    )
+                )
+        upgrade(engine)
+        with engine.connect() as connection:
+            stored = connection.execute(text("SELECT search_text FROM captures ORDER BY id")).all()
+            if engine.dialect.name == "sqlite":
+                connection.execute(
+                    text(
+                        "INSERT INTO captures_search(captures_search, rank) VALUES ('integrity-check', 1)"
+                    )
+                )
+        assert [r[0] for r in stored] == ["be brief.\nstored before folding, in köln\na1", None]
+        assert _found(engine, "before FOLDING") == [capture_id(1)]
+        assert _found(engine, "KÖLN") == [capture_id(1)]
     finally:
         engine.dispose()

@@ -3,38 +3,18 @@ turn that called a tool, as the proxy now sets it on capture; on SQLite and Post
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import MetaData, Table, select
 from sqlmodel import col
 
 from proxy.gateway._capture import Exchange, build_row
 from storage import Capture, make_engine, session_scope, upgrade
-from tests.support import PG_ADMIN_URL, pg_available
 
 CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
 USER = {"role": "user", "content": "Go."}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'backfill.db'}"
-        return
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 (run `make postgres`)")
-    name = f"stillroom_backfill_{os.getpid()}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _row(name: str, messages: Any, *, flagged: bool = False) -> dict[str, Any]:
