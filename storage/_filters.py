@@ -140,8 +140,7 @@ def filter_clauses(capture_filter: CaptureFilter, dialect: str) -> list[ColumnEl
 def _search_clause(words: str, dialect: str) -> ColumnElement[bool]:
     # Both indexes answer a substring LIKE of three characters or more (storage._search); the
     # column holds folded text, so the folded words are compared byte for byte.
-    words = fold(words.replace("\x00", ""))
-    escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    words, escaped = _search_words(words)
     column = Capture.__table__.c.search_text  # type: ignore[attr-defined]
     if dialect == "postgresql" or len(words) < TRIGRAM or escaped != words:
         # FTS5 uses its index only for a LIKE without ESCAPE, so on SQLite words holding a
@@ -157,14 +156,19 @@ def sqlite_scan_clause(words: str) -> ColumnElement[bool] | None:
     """On SQLite, the condition that matches exactly what the search index would for
     ``words``, read from each row's text instead; None for words the index does not answer.
 
-    FTS5 checks a ``LIKE`` against the text as SQLite's ``LIKE`` does (ASCII case folding
-    only), so the two find the same captures."""
-    words = words.replace("\x00", "")
-    escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    FTS5 checks a ``LIKE`` against the text as SQLite's ``LIKE`` does, so the two find the
+    same captures."""
+    words, escaped = _search_words(words)
     if len(words) < TRIGRAM or escaped != words:
         return None
     column = Capture.__table__.c.search_text  # type: ignore[attr-defined]
     return column.like(f"%{words}%")  # type: ignore[no-any-return]
+
+
+def _search_words(words: str) -> tuple[str, str]:
+    """The words as the column holds text (folded, no NUL), and escaped for a ``LIKE``."""
+    words = fold(words.replace("\x00", ""))
+    return words, words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _json_array_contains(column: Any, value: str, dialect: str) -> ColumnElement[bool]:

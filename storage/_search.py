@@ -6,7 +6,7 @@ and indexed for substring search: a trigram GIN index on PostgreSQL (``pg_trgm``
 table with the trigram tokenizer on SQLite (migration 0011). Both answer ``LIKE '%word%'``
 from the index once the word has three characters or more.
 
-The text is stored case-folded (``fold``, migration 0014) and searched for the folded words, so
+The text is stored case-folded (``fold``, migration 0015) and searched for the folded words, so
 PostgreSQL compares bytes (``LIKE``) where ``ILIKE`` lowercased every row it read: at a million
 captures, rechecking the rows of a word in 0.4 % of them took six times longer with ``ILIKE``.
 """

@@ -1,7 +1,7 @@
 """search text stored case-folded
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 
 Search compared ``search_text`` with ``ILIKE`` on PostgreSQL, which lowercases every row it
 reads: at a million captures the rows of a word in 0.4 % of them took 250-350 ms to check, six
@@ -23,8 +23,8 @@ from alembic import op
 
 from storage._search import MAX_SEARCH_CHARS, fold
 
-revision: str = "0014"
-down_revision: str | None = "0013"
+revision: str = "0015"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
