@@ -26,9 +26,10 @@ import multiprocessing
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.context import BaseContext
 from multiprocessing.util import Finalize
 from typing import Any
@@ -76,6 +77,15 @@ class BatchResult:
     """Examples that got a preference pair."""
 
 
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What a batch needs from the store before it can be read."""
+
+    bodies: dict[str, tuple[Any, Any]]
+    edits: dict[str, dict[str, Any]]
+    corrections: dict[str, dict[str, Any]]
+
+
 _Read = tuple[Candidate, dict[str, Any], dict[str, Any], Reading]
 
 COLLECT_EVERY = 25
@@ -91,19 +101,28 @@ class BatchReader:
         self.contested = contested
         self.turns: TurnCache = {}
 
-    def read(self, batch: list[Candidate]) -> BatchResult:
+    def load(self, batch: list[Candidate]) -> Loaded:
+        """What a batch needs from the store before it can be read."""
         ids = [candidate.id for candidate in batch]
         with session_scope(self.engine) as session:
-            bodies = load_capture_bodies(ids, session=session, answers_only=True)
-            edits = newest_edits(ids, session=session)
-            corrections = newest_corrections(ids, session=session)
+            return Loaded(
+                load_capture_bodies(ids, session=session, answers_only=True),
+                newest_edits(ids, session=session),
+                newest_corrections(ids, session=session),
+            )
+
+    def read(self, batch: list[Candidate], loaded: Loaded | None = None) -> BatchResult:
+        if loaded is None:
+            loaded = self.load(batch)
+        edits = loaded.edits
+        with session_scope(self.engine) as session:
             skipped: Counter[str] = Counter()
-            failed, read = self._read(batch, bodies, edits, skipped, session)
+            failed, read = self._read(batch, loaded.bodies, edits, skipped, session)
             untaught = self._mark_untaught(read, session)
             pairs = freeze_preferences(
                 [(candidate, request, answer, r.example) for candidate, request, answer, r in read],
                 edits,
-                corrections,
+                loaded.corrections,
                 self.contested,
                 session=session,
             )
@@ -177,7 +196,7 @@ class BatchReader:
         return marked
 
 
-class _Inline(Executor):
+class InlineExecutor(Executor):
     """Runs each task as it is submitted."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -220,10 +239,13 @@ MIN_WORKER_BATCHES = 8
 
 def default_workers(engine: Engine, batches: int) -> int:
     """Worker processes for a build of ``batches`` batches: none for a small build, one whose
-    database another process cannot open (SQLite in memory) or a machine of one core."""
+    database another process cannot open (SQLite in memory), or where too few cores are
+    left; PostgreSQL's server does its part of a build on a core of its own."""
     if batches < MIN_WORKER_BATCHES or not _shareable(engine):
         return 0
     cores = os.cpu_count() or 1
+    if engine.url.get_backend_name() != "sqlite":
+        cores -= 1
     return 0 if cores < 2 else min(cores, 4)
 
 
@@ -245,16 +267,29 @@ def _worker_context() -> BaseContext:
     return context
 
 
+ReadBatch = Callable[[list[Candidate]], Callable[[], BatchResult]]
+"""Starts reading a batch; what it returns gives the batch's result when called."""
+
+
 @contextmanager
 def batch_readers(
-    engine: Engine, contested: frozenset[str], workers: int
-) -> Iterator[Callable[[list[Candidate]], Future[BatchResult]]]:
-    """``submit(batch)``: a future of the batch's result, read in one of ``workers`` worker
-    processes, or at once in this one when ``workers`` is 0."""
+    engine: Engine, contested: frozenset[str], workers: int, *, prefetch: bool = False
+) -> Iterator[ReadBatch]:
+    """Batches read in ``workers`` worker processes, or, when ``workers`` is 0, in this
+    process as their results are asked for; with ``prefetch``, each batch's bodies loaded
+    meanwhile by a thread (for a store that works in a process of its own, PostgreSQL)."""
     if workers <= 0 or not _shareable(engine):
         reader = BatchReader(engine, contested)
-        inline = _Inline()
-        yield lambda batch: inline.submit(reader.read, batch)
+        if not prefetch:
+            yield lambda batch: partial(reader.read, batch)
+            return
+        with ThreadPoolExecutor(1, "dataset-load") as loader:
+
+            def start(batch: list[Candidate]) -> Callable[[], BatchResult]:
+                loading = loader.submit(reader.load, batch)
+                return lambda: reader.read(batch, loading.result())
+
+            yield start
         return
     pool = ProcessPoolExecutor(
         workers,
@@ -263,7 +298,7 @@ def batch_readers(
         initargs=(engine.url.render_as_string(hide_password=False), contested),
     )
     try:
-        yield lambda batch: pool.submit(_read_in_worker, batch)
+        yield lambda batch: pool.submit(_read_in_worker, batch).result
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from finetune.datasets._batch import BatchResult, _Inline
+from finetune.datasets._batch import BatchResult, InlineExecutor, ReadBatch
 from finetune.datasets._build_store import BuildStore
 from finetune.datasets._input import SplitRatios
 from finetune.datasets._reading import Candidate
@@ -46,12 +46,13 @@ never written; the few found later are deleted when the build settles."""
 class _Collector:
     """The cyclic garbage collector, paused while any build runs in this process.
 
-    A build keeps a few hundred thousand small containers alive (its candidates, its keys, a
-    batch's bodies and examples), and the collector walked all of them, and every other object
-    of the process, each time they grew by a quarter: a quarter of a build's time, in pauses of
-    a few hundred milliseconds that every thread of the process, the event loop's included,
-    waited out. What a build frees, reference counting frees; the collector runs once when the
-    last build ends.
+    A build keeps a few hundred thousand small containers alive (its candidates, its keys, and
+    where it reads its batches itself, a batch's bodies and examples), and the collector walked
+    all of them, and every other object of the process, each time they grew by a quarter: a
+    quarter of a build's time, in pauses of a few hundred milliseconds that every thread of
+    the process, the event loop's included, waited out. What a build frees, reference counting
+    frees; the collector runs once when the last build ends. (Worker processes turn their own
+    off: ``_batch``.)
     """
 
     lock = threading.Lock()
@@ -172,20 +173,17 @@ class Build:
         return len(dropped), sum(len(turns) for turns in self.untaught.values())
 
 
-ReadBatch = Callable[[list[Candidate]], Future[BatchResult]]
-
-
 def _read_ahead(
     read: ReadBatch, batches: list[list[Row[Any]]], depth: int
 ) -> Iterator[BatchResult]:
     """Each batch's result in order, up to ``depth`` batches being read ahead of the one
     taken."""
-    ahead: deque[Future[BatchResult]] = deque()
+    ahead: deque[Callable[[], BatchResult]] = deque()
     for index in range(len(batches)):
         while len(ahead) < depth and index + len(ahead) < len(batches):
             batch = batches[index + len(ahead)]
             ahead.append(read([Candidate(row.id, row.prompt_hash) for row in batch]))
-        yield ahead.popleft().result()
+        yield ahead.popleft()()
 
 
 def build_groups(
@@ -205,7 +203,7 @@ def build_groups(
     done = 0
     writing: Future[None] | None = None
     with ExitStack() as threads:
-        writer: Executor = _Inline()
+        writer: Executor = InlineExecutor()
         if build.store.pipelined:
             writer = threads.enter_context(ThreadPoolExecutor(1, "dataset-write"))
         while pending:

@@ -122,9 +122,10 @@ def create_dataset(
             build.skipped.update(skipped_early)
             if workers is None:
                 workers = default_workers(engine, -(-len(groups) // batch_size))
-            with batch_readers(engine, frozenset(contested), workers) as read:
+            readers = batch_readers(engine, frozenset(contested), workers, prefetch=store.pipelined)
+            with readers as read:
                 duplicates = build_groups(
-                    build, groups, batch_size, progress, read, depth=2 * workers or 1
+                    build, groups, batch_size, progress, read, depth=2 * workers or 2
                 )
             threaded, untaught = build.settle()
             per_split = Counter(build.sides.values())
