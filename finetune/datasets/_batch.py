@@ -243,10 +243,12 @@ def default_workers(engine: Engine, batches: int) -> int:
     left; PostgreSQL's server does its part of a build on a core of its own."""
     if batches < MIN_WORKER_BATCHES or not _shareable(engine):
         return 0
-    cores = os.cpu_count() or 1
+    # One core for the rest of the process (the capture writer, the event loop), and on
+    # PostgreSQL one more for the server's share of the build.
+    cores = (os.cpu_count() or 1) - 1
     if engine.url.get_backend_name() != "sqlite":
         cores -= 1
-    return 0 if cores < 2 else min(cores, 4)
+    return max(0, min(cores, 4))
 
 
 def _shareable(engine: Engine) -> bool:
