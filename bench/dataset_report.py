@@ -18,7 +18,10 @@ class BuildTiming:
     store: str
     seconds: float
     own_cpu_seconds: float
-    """This process's CPU, its loader and writer threads included."""
+    """This process's CPU, its writer thread included."""
+    workers_cpu_seconds: float
+    """The CPU of the processes that read the build's batches (and of the fork server they
+    come from, when the build started it)."""
     server_cpu_seconds: float | None
     """The PostgreSQL backends' CPU (None on SQLite, which works inside the process)."""
     counts: dict[str, Any]
@@ -65,6 +68,7 @@ def _build_rows(report: DatasetReport) -> list[list[str]]:
                 build.store,
                 f"{build.seconds:.1f}{mark}",
                 f"{build.own_cpu_seconds:.1f}",
+                f"{build.workers_cpu_seconds:.1f}",
                 server,
                 f"{c['selected']:,} / {c['total']:,}",
                 f"{c['duplicates_dropped']:,}; {c['threaded_dropped']:,}",
@@ -109,13 +113,14 @@ def to_markdown(report: DatasetReport) -> str:
             "store",
             "seconds",
             "own CPU s",
+            "workers CPU s",
             "server CPU s",
             "selected / examples",
             "duplicates; earlier turns left out",
             "digest",
             "load average",
         ],
-        [":--", "--:", "--:", "--:", "--:", "--:", ":--", ":--"],
+        [":--", "--:", "--:", "--:", "--:", "--:", "--:", ":--", ":--"],
         _build_rows(report),
     )
     for store, export in report.exports.items():

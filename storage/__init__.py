@@ -72,6 +72,7 @@ from storage._datasets import (
     get_dataset,
     insert_dataset,
     insert_dataset_examples,
+    insert_encoded_dataset_examples,
     list_datasets,
     load_capture_bodies,
     load_dataset_examples,
@@ -85,6 +86,7 @@ from storage._datasets import (
 )
 from storage._engine import (
     database_unreachable,
+    json_text,
     make_engine,
     normalise_url,
     session_scope,
@@ -260,10 +262,12 @@ __all__ = [
     "insert_cycle",
     "insert_dataset",
     "insert_dataset_examples",
+    "insert_encoded_dataset_examples",
     "insert_evaluation",
     "insert_evaluation_results",
     "insert_promotion",
     "insert_training_job",
+    "json_text",
     "last_collected_cycle",
     "last_cycle",
     "last_training_event_id",

@@ -238,6 +238,32 @@ def insert_dataset_examples(rows: Sequence[Mapping[str, Any]], *, session: Sessi
             copy.write_row(values)
 
 
+_INSERT_ENCODED = (
+    "INSERT INTO dataset_examples (dataset_id, capture_id, position, split, prompt_hash, example)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def insert_encoded_dataset_examples(rows: Sequence[Mapping[str, Any]], *, session: Session) -> None:
+    """``insert_dataset_examples`` of rows whose ``example`` is already its JSON text
+    (``json_text``), encoded where the build read it."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        values = [tuple(row[name] for name in _EXAMPLE_COLUMNS) for row in rows]
+        session.connection().exec_driver_sql(_INSERT_ENCODED, values)
+        return
+    columns = ", ".join(_EXAMPLE_COLUMNS)
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(f"COPY dataset_examples ({columns}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row([row[name] for name in _EXAMPLE_COLUMNS])
+
+
 def delete_dataset_examples(
     dataset_id: str, capture_ids: Iterable[str], *, session: Session
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -62,6 +62,16 @@ class Capture(SQLModel, table=True):
                 "prompt_tokens",
                 "completion_tokens",
             ],
+        ),
+        # Captures with feedback, few of them, for a build's contested prompts (migration
+        # 0014; on SQLite the carried columns follow in the key).
+        Index(
+            "ix_captures_feedback",
+            "prompt_hash",
+            "feedback",
+            postgresql_include=["status_code", "error_kind", "abandoned"],
+            postgresql_where=text("feedback IS NOT NULL"),
+            sqlite_where=text("feedback IS NOT NULL"),
         ),
     )
 

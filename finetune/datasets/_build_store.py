@@ -27,11 +27,11 @@ from storage import Dataset, discard_dataset_examples, insert_dataset, session_s
 
 class BuildStore:
     """A build's sessions: ``reading()`` for reads of captures, edits and feedback (a short
-    transaction of its own, so loader and reader threads each take one); ``writing()`` for
-    the build's own rows, from one thread at a time."""
+    transaction of its own); ``writing()`` for the build's own rows, from one thread at a
+    time."""
 
     pipelined = False
-    """Whether loading, reading and writing a build's batches overlap, each in a thread."""
+    """Whether a build's writes go through a thread of their own, beside its reading."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine

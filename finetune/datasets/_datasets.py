@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
+from finetune.datasets._batch import batch_readers, default_workers
 from finetune.datasets._build import Build, Progress, build_groups, collector_paused
 from finetune.datasets._build_store import build_store
 from finetune.datasets._export import require_dataset
@@ -84,8 +85,13 @@ def create_dataset(
     lineage: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     batch_size: int = 1000,
+    workers: int | None = None,
 ) -> Dataset:
-    """Freeze the captures ``capture_filter`` selects into the next version of ``name``."""
+    """Freeze the captures ``capture_filter`` selects into the next version of ``name``.
+
+    ``workers``: processes that read batches beside this one (``default_workers`` when None,
+    by the build's size and the machine's cores; 0 reads them all here). The examples are
+    the same whichever."""
     check_name(name)
     check_policy(dedupe)
     ratios = ratios or SplitRatios()
@@ -112,9 +118,15 @@ def create_dataset(
                 split=ratios.as_dict(),
             )
             store.begin(dataset)
-            build = Build(store, dataset, ratios, contested)
+            build = Build(store, dataset, ratios)
             build.skipped.update(skipped_early)
-            duplicates = build_groups(build, groups, batch_size, progress)
+            if workers is None:
+                workers = default_workers(engine, -(-len(groups) // batch_size))
+            readers = batch_readers(engine, frozenset(contested), workers, prefetch=store.pipelined)
+            with readers as read:
+                duplicates = build_groups(
+                    build, groups, batch_size, progress, read, depth=2 * workers or 2
+                )
             threaded, untaught = build.settle()
             per_split = Counter(build.sides.values())
             dataset.counts = {

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, Row
 from sqlmodel import Session
 
 from finetune.datasets._input import SPLITS, check_export, not_found
+from finetune.datasets._reading import Candidate
 from finetune.datasets._threading import answer_message, clean_message, normalise_turn
 from storage import Dataset, answers_for_prompts, get_dataset, read_examples_page, session_scope
 
@@ -28,7 +29,7 @@ PREFERENCE_KEY = "_preference"
 Redact = Callable[[Any], Any]
 """Applied to every record just before it is written (e.g. ``Redactor.redact_value``)."""
 
-_Built = tuple[Row[Any], dict[str, Any], dict[str, Any], dict[str, Any]]
+_Built = tuple[Candidate, dict[str, Any], dict[str, Any], dict[str, Any]]
 
 
 def _pair(source: str, preferred: Any, non_preferred: Any) -> dict[str, Any] | None:
@@ -63,7 +64,7 @@ def freeze_preferences(
         elif row.id in corrections:
             corrected = clean_message({**corrections[row.id], "role": "assistant"})
             pairs[id(example)] = _pair("feedback_correction", corrected, answer)
-        elif row.prompt_hash in contested:
+        elif row.prompt_hash is not None and row.prompt_hash in contested:
             by_prompt.setdefault(row.prompt_hash, []).append(example)
     found = answers_for_prompts(
         by_prompt,

@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from finetune.datasets._prompt import encoded_prompt_message, prefix_prompt_hashes, prompt_hash
 from finetune.datasets._threading import EXAMPLE_FIELDS, clean_message, normalise_turn
+
+
+class Candidate(NamedTuple):
+    """A capture a build reads: its id and stored prompt hash."""
+
+    id: str
+    prompt_hash: str | None
+
 
 TurnCache = dict[tuple[str, str], bytes]
 """(role, text) -> the encoded normalised turn of a message that is only those two."""

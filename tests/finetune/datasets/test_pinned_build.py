@@ -146,15 +146,18 @@ def _dump(engine: Engine, dataset_id: str) -> list[list[Any]]:
     return sorted(found, key=lambda item: item[0])
 
 
-def _builds(engine: Engine) -> dict[str, Any]:
+def _builds(engine: Engine, workers: int = 0) -> dict[str, Any]:
     _store_fixture(engine)
-    latest = create_dataset(engine, "pinned", CaptureFilter(status=["approved"]), batch_size=7)
+    latest = create_dataset(
+        engine, "pinned", CaptureFilter(status=["approved"]), batch_size=7, workers=workers
+    )
     rated = create_dataset(
         engine,
         "pinned",
         CaptureFilter(status=["approved", "pending"]),
         dedupe="best_rated",
         ratios=SplitRatios(0.5, 0.25, 0.25),
+        workers=workers,
     )
     return {
         name: {"counts": dataset.counts, "examples": _dump(engine, dataset.id)}
@@ -175,3 +178,9 @@ def test_a_build_gives_the_pinned_examples_byte_for_byte(
     assert built["latest_approved"]["counts"] == pinned["latest_approved"]["counts"]
     assert built["best_rated"]["counts"] == pinned["best_rated"]["counts"]
     assert built == pinned
+
+
+def test_a_build_read_in_worker_processes_gives_the_pinned_examples(engine: Engine) -> None:
+    # Batches of 7 over two workers, read ahead and out of step: taken in order all the same.
+    built = orjson.loads(orjson.dumps(_builds(engine, workers=2)))
+    assert built == orjson.loads(PIN.read_bytes())
