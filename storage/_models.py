@@ -64,7 +64,7 @@ class Capture(SQLModel, table=True):
             ],
         ),
         # Captures with feedback, few of them, for a build's contested prompts (migration
-        # 0014; on SQLite the carried columns follow in the key).
+        # 0016; on SQLite the carried columns follow in the key).
         Index(
             "ix_captures_feedback",
             "prompt_hash",

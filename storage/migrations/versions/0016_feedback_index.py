@@ -1,7 +1,7 @@
 """a partial index on captures that have feedback
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0016
+Revises: 0015
 
 A dataset build first asks which prompts were answered with both positive and negative
 feedback (``contested_prompts``). Without an index that question read every row with a prompt
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0014"
-down_revision: str | None = "0013"
+revision: str = "0016"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
