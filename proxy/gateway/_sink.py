@@ -43,7 +43,14 @@ from proxy.gateway._capture import (
     raw_text,
 )
 from proxy.gateway._dead_letter import append_dead_letter, dead_letter_entry
-from proxy.gateway._spool_files import Overflow, append_synced, orphan, rows_of, spool_bytes
+from proxy.gateway._spool_files import (
+    Overflow,
+    append_synced,
+    orphan,
+    replaced_or_gone,
+    rows_of,
+    spool_bytes,
+)
 from storage import database_unreachable, insert_captures, session_scope
 
 log = logging.getLogger("stillroom.sink")
@@ -147,7 +154,7 @@ class CaptureSink:
         self._thread = None
         self._overflow.close()
         if self._spool is not None:
-            empty = self._spool_path.stat().st_size == 0
+            empty = os.fstat(self._spool.fileno()).st_size == 0
             self._spool.close()
             self._spool = None
             if empty:
@@ -192,6 +199,7 @@ class CaptureSink:
     def _run(self) -> None:
         self._replay_due(force=True)
         while not self._stop_seen:
+            self._keep_spool_files()
             batch, self._stop_seen = self._take_batch()
             if batch:
                 self._inflight = [row for row in map(self._row, batch) if row is not None]
@@ -347,9 +355,32 @@ class CaptureSink:
             self._metrics.captures_quarantined.inc()
             return orjson.dumps(quarantine_row(row, f"cannot be spooled: {exc}")) + b"\n"
 
+    def _keep_spool_files(self) -> None:
+        """Open the spool and overflow files again if they were removed (their folder with
+        them) under this process: what is written to a removed file is lost when it ends."""
+        assert self._spool is not None
+        spool_gone = replaced_or_gone(self._spool_path, self._spool)
+        if not spool_gone and not self._overflow.gone():
+            return
+        log.error("the spool files were removed under this process; writing them again")
+        self._spool_dir.mkdir(parents=True, exist_ok=True)
+        if spool_gone:
+            old, self._spool = self._spool, self._spool_path.open("ab+")
+            fcntl.flock(self._spool.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            old.seek(0)
+            held = old.read()
+            old.close()
+            if held:
+                self._spool.write(held)
+                self._spool.flush()
+                os.fsync(self._spool.fileno())
+        if self._overflow.gone():
+            self._overflow.reopen()
+
     def _append_to_spool(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
+        self._keep_spool_files()
         assert self._spool is not None
         self._spool.write(b"".join(self._line(row) for row in rows))
         self._spool.flush()
@@ -364,7 +395,7 @@ class CaptureSink:
         if self._schema_ready is not None and not self._schema_ready.is_set():
             return
         assert self._spool is not None
-        if self._spool_path.stat().st_size > 0 and not self._replay_own():
+        if os.fstat(self._spool.fileno()).st_size > 0 and not self._replay_own():
             return
         for path in sorted(self._spool_dir.glob("spool-*.jsonl")):
             if path != self._spool_path and not self._replay_orphan(path):

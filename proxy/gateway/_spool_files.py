@@ -89,6 +89,18 @@ def rows_of(
     return rows
 
 
+_READ_CHUNK = 1 << 20
+
+
+def _read_from(fd: int, offset: int) -> bytes:
+    """Everything in the file past ``offset``."""
+    parts = []
+    while chunk := os.pread(fd, _READ_CHUNK, offset):
+        parts.append(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
+
+
 def spool_bytes(spool_dir: Path) -> int:
     total = 0
     for path in spool_dir.glob(SPOOL_FILES):
@@ -121,14 +133,14 @@ def orphan(path: Path) -> Iterator[bytes | None]:
         except BlockingIOError:
             yield None
             return
-        if _replaced_or_gone(path, handle):
+        if replaced_or_gone(path, handle):
             # Another worker replayed and removed it while this one waited to open it.
             yield None
             return
         yield handle.read()
 
 
-def _replaced_or_gone(path: Path, handle: IO[bytes]) -> bool:
+def replaced_or_gone(path: Path, handle: IO[bytes]) -> bool:
     """Whether ``path`` no longer names the file ``handle`` holds."""
     try:
         return os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
@@ -148,10 +160,41 @@ class Overflow:
         self._synced = True
 
     def open(self) -> None:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        # Held for the process's life: a lock that can be taken marks an orphaned spool.
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._fd = self._open_file()
         self._read_to = 0
+
+    def _open_file(self) -> int:
+        # Read back through the same descriptor: what it holds stays readable even if the
+        # path is removed.
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        # Held for the process's life: a lock that can be taken marks an orphaned spool.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+
+    def gone(self) -> bool:
+        """Whether the path no longer names the open file (removed, its folder with it)."""
+        fd = self._fd
+        if fd is None:
+            return False
+        try:
+            return os.stat(self.path).st_ino != os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return True
+
+    def reopen(self) -> None:
+        """Open the file at its path again, the lines not yet taken carried over from the
+        removed one (whose lines would otherwise reach no one once this process ends)."""
+        with self._lock:
+            old = self._fd
+            unread = b""
+            if old is not None:
+                unread = _read_from(old, self._read_to)
+                os.close(old)
+            fd = self._open_file()
+            written = 0
+            while written < len(unread):
+                written += os.write(fd, unread[written:])
+            self._fd, self._read_to, self._synced = fd, 0, False
 
     def offer(self, exchange: Exchange) -> bool:
         """Append ``exchange``; False when it cannot be written (the caller keeps it)."""
@@ -178,18 +221,25 @@ class Overflow:
 
     def waiting(self) -> bool:
         """Whether lines wait that the writer has not taken yet."""
-        return self._fd is not None and self.path.stat().st_size > self._read_to
+        fd = self._fd
+        return fd is not None and os.fstat(fd).st_size > self._read_to
 
     def take(self, limit: int) -> list[bytes]:
         """Up to ``limit`` whole lines past those already taken, in order. Call ``taken``
         once they are stored (or spooled elsewhere)."""
-        with self.path.open("rb") as handle:
-            handle.seek(self._read_to)
-            lines: list[bytes] = []
-            for line in handle:
-                if not line.endswith(b"\n") or len(lines) == limit:
-                    break
-                lines.append(line)
+        fd = self._fd
+        lines: list[bytes] = []
+        if fd is None:
+            return lines
+        offset, pending = self._read_to, b""
+        while len(lines) < limit:
+            chunk = os.pread(fd, _READ_CHUNK, offset)
+            if not chunk:
+                break
+            offset += len(chunk)
+            *whole, pending = (pending + chunk).split(b"\n")
+            lines.extend(line + b"\n" for line in whole[: limit - len(lines)])
+        # A last line without its end is still being written: it waits.
         return lines
 
     def taken(self, lines: list[bytes]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from proxy._metrics import Metrics
 from proxy.gateway._capture import Exchange
 from proxy.gateway._sink import CaptureSink
-from proxy.gateway._spool_files import _replaced_or_gone
+from proxy.gateway._spool_files import replaced_or_gone
 from storage import count_captures, get_capture, session_scope
 from tests.support import wait_for
 
@@ -153,11 +154,11 @@ def test_an_orphan_replayed_and_removed_by_another_worker_meanwhile_is_seen_as_g
     orphan = tmp_path / "spool-host-1.jsonl"
     orphan.write_bytes(b'{"id": "cap_1"}\n')
     with orphan.open("rb+") as handle:
-        assert not _replaced_or_gone(orphan, handle)
+        assert not replaced_or_gone(orphan, handle)
         orphan.unlink()
-        assert _replaced_or_gone(orphan, handle)
+        assert replaced_or_gone(orphan, handle)
         orphan.write_bytes(b'{"id": "cap_2"}\n')
-        assert _replaced_or_gone(orphan, handle)
+        assert replaced_or_gone(orphan, handle)
 
 
 def stored_lines(spool_dir: Path) -> int:
@@ -206,3 +207,31 @@ def test_the_writer_waits_on_the_queue_once_a_batch_not_once_an_exchange(
     assert batches == [20]
     # One wait for the first exchange, and one after the batch was written (then the close).
     assert sink._queue.blocking_gets <= 3
+
+
+def test_a_spool_folder_removed_under_the_sink_is_written_again_with_what_it_held(
+    engine: Engine, metrics: Metrics, tmp_path: Path
+) -> None:
+    """Spooled lines only in a removed file would vanish with the process."""
+    spool_dir = tmp_path / "spool"
+    outage = Outage(engine)
+    outage.down = True
+    sink = CaptureSink(engine, metrics, spool_dir=spool_dir, flush_seconds=0.02, retry_seconds=0.1)
+    offered = [exchange(n) for n in range(20)]
+    sink.start()
+    try:
+        for item in offered[:10]:
+            sink.submit(item)
+        wait_for(lambda: metrics.captures_spooled._value.get() == 10)
+        shutil.rmtree(spool_dir)
+        for item in offered[10:]:
+            sink.submit(item)
+        wait_for(lambda: metrics.captures_spooled._value.get() == 20)
+        (spool,) = (p for p in spool_dir.glob("spool-*.jsonl") if "overflow" not in p.name)
+        spooled = [json.loads(line)["id"] for line in spool.read_bytes().splitlines()]
+        assert sorted(spooled) == sorted(item.capture_id for item in offered)
+        outage.down = False
+        wait_for(lambda: stored(engine) == 20)
+    finally:
+        sink.close(10)
+    assert metrics.writer_restarts._value.get() == 0

@@ -3,6 +3,7 @@ to memory, and is stored once, exactly, when the writer catches up (or by the ne
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -142,3 +143,23 @@ def test_the_overflow_shows_in_the_metrics(
     stall.released.set()
     assert f"stillroom_captures_overflowed_total {30.0 - LIMIT}" in rendered
     assert f"stillroom_capture_queue_depth {float(LIMIT)}" in rendered
+
+
+def test_an_overflow_file_removed_under_the_sink_is_written_again_and_taken_back(
+    engine: Engine, sink: CaptureSink, metrics: Metrics, spool_dir: Path
+) -> None:
+    stall = Stall(engine)
+    first = exchange(0)
+    sink.submit(first)
+    assert stall.entered.wait(10)
+    offered = [exchange(n) for n in range(1, 41)]
+    for item in offered[:20]:
+        sink.submit(item)
+    shutil.rmtree(spool_dir)
+    for item in offered[20:]:
+        sink.submit(item)
+    stall.released.set()
+    wait_for(lambda: len(stored_ids(engine)) == 41)
+    assert sorted(stored_ids(engine)) == sorted(e.capture_id for e in [first, *offered])
+    assert overflow_file(spool_dir).exists()
+    assert metrics.writer_restarts._value.get() == 0
