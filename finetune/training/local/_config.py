@@ -34,6 +34,10 @@ class LocalTrainingConfig(BaseModel):
     allow_downloads: bool = False
     """False sets ``HF_HUB_OFFLINE=1`` for the worker: the base model must be a local folder or
     already in the Hugging Face cache."""
+    hub_kernels: bool = False
+    """Let transformers replace layers with kernels from the Hugging Face Hub, fetched and run at
+    training time (needs ``allow_downloads`` or the kernels already cached). False: the model's
+    own layers, the same on every machine and with no code from outside."""
     tuning: Literal["lora", "full"] = "lora"
     lora_rank: int = Field(default=16, ge=1, le=1024)
     lora_alpha: int = Field(default=32, ge=1)

@@ -72,6 +72,13 @@ def _precision(setting: str, cuda: bool, torch: Any) -> str:
     return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
 
 
+def load_model(auto: Any, base: str, dtype: Any, settings: dict[str, Any]) -> Any:
+    """The base model. Hub kernels stay off unless asked for: transformers turns them on by
+    default where it can, and on a GPU they are fetched when training starts, which fails
+    offline and runs code the job never named."""
+    return auto.from_pretrained(base, dtype=dtype, use_kernels=settings.get("hub_kernels", False))
+
+
 def train(folder: JobFolder) -> None:
     spec = folder.spec()
     settings: dict[str, Any] = spec["settings"]
@@ -93,7 +100,7 @@ def train(folder: JobFolder) -> None:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = load_model(AutoModelForCausalLM, base, dtype, settings)
     folder.event("info", f"Loaded base model {spec['base_model']} ({precision})")
 
     lora = settings["tuning"] == "lora"

@@ -422,3 +422,26 @@ def test_data_with_nothing_to_learn_fails_the_job_with_the_reason(
     with pytest.raises(worker.JobFailed, match="no training example has an assistant") as failed:
         worker.train(folder)
     assert failed.value.code == "no_trainable_examples"
+
+
+def test_the_worker_loads_the_base_without_hub_kernels_unless_the_settings_ask(
+    tiny_model: Path,
+) -> None:
+    # transformers turns hub kernels on by default; on a GPU they are fetched when training
+    # starts, which fails on an offline machine.
+    from transformers import AutoModelForCausalLM
+
+    from finetune.training.local import LocalTrainingConfig, worker
+
+    default = LocalTrainingConfig().model_dump(mode="json")
+    assert default["hub_kernels"] is False
+    model = worker.load_model(AutoModelForCausalLM, str(tiny_model), None, default)
+    assert model.use_kernels is False
+    older = {k: v for k, v in default.items() if k != "hub_kernels"}  # a spec from before
+    assert (
+        worker.load_model(AutoModelForCausalLM, str(tiny_model), None, older).use_kernels is False
+    )
+    asked = worker.load_model(
+        AutoModelForCausalLM, str(tiny_model), None, default | {"hub_kernels": True}
+    )
+    assert asked.use_kernels is True
