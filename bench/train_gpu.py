@@ -4,8 +4,10 @@ For a base model given by folder (``--model``) or by a known architecture (``--c
 random-initialised from the shape written below: no download), and an export (``--data``, or
 synthetic chat examples), it runs the worker's own SFT path on a job folder and prints a JSON
 summary: training tokens/s (between logged steps, the first left out; and over the whole run,
-setup included), peak GPU memory, wall time, first and last loss. On a machine
-without a GPU, use ``--config tiny`` for a smoke check.
+setup included), peak GPU memory, wall time, first and last loss; then the saved student
+(the merged model, or the fully tuned one) answers the first example's prompt, greedily, and
+the summary gives that answer and its decoding tokens/s. On a machine without a GPU, use
+``--config tiny`` for a smoke check.
 
     python -m bench.train_gpu --config qwen2.5-0.5b --examples 512 --batch-size 8
     python -m bench.train_gpu --model /models/Qwen2.5-1.5B-Instruct --data export.jsonl
@@ -108,12 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=4, help="per synthetic answer")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--learning-rate", type=float, help="default: the local backend's")
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--tuning", choices=["lora", "full"], default="lora")
     parser.add_argument("--lora-rank", type=int, default=16)
     parser.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto")
     parser.add_argument("--gradient-checkpointing", choices=["auto", "on", "off"], default="auto")
     parser.add_argument("--keep", type=Path, help="keep the job folder here")
+    parser.add_argument("--answer-tokens", type=int, default=64, help="0: no answer step")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -145,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         gradient_checkpointing=checkpointing,
         logging_steps=1,
         save_total_limit=1,
+        merge=args.tuning == "lora" and args.answer_tokens > 0,
     )
     folder = JobFolder(args.keep.resolve() if args.keep else work / "ftjob-bench")
     folder.path.mkdir(parents=True, exist_ok=True)
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "hyperparameters": {
                 "n_epochs": args.epochs,
                 "batch_size": args.batch_size,
-                "learning_rate": settings.base_learning_rate(method),
+                "learning_rate": args.learning_rate or settings.base_learning_rate(method),
                 "beta": 0.1,
                 "seed": 42,
             },
@@ -198,8 +203,42 @@ def main(argv: list[str] | None = None) -> int:
         "last_loss": metrics[-1]["loss"] if metrics else None,
         "job_folder": str(folder.path),
     }
+    if args.answer_tokens:
+        student = folder.merged_dir if args.tuning == "lora" else folder.model_dir
+        asked = next((r for r in rows if r["messages"][-2]["role"] == "user"), rows[0])
+        summary["expected"] = asked["messages"][-1]["content"]
+        summary.update(answer(student, asked["messages"], args.answer_tokens))
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def answer(student: Path, messages: list[dict[str, Any]], tokens: int) -> dict[str, Any]:
+    """The saved student's greedy answer to a prompt (the messages before the last assistant
+    turn), loaded from its folder as a server would, and its decoding rate."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    prompt = messages[: max(i for i, m in enumerate(messages) if m["role"] == "assistant")]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer = AutoTokenizer.from_pretrained(student)
+    model = AutoModelForCausalLM.from_pretrained(student, dtype="auto", use_kernels=False)
+    model = model.to(device).eval()
+    encoded = tokenizer.apply_chat_template(
+        prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    ).to(device)
+    started = time.monotonic()
+    with torch.no_grad():
+        output = model.generate(
+            **encoded, max_new_tokens=tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    elapsed = time.monotonic() - started
+    new = output[0, encoded["input_ids"].shape[1] :]
+    return {
+        "answer_prompt": prompt[-1]["content"],
+        "answer": tokenizer.decode(new, skip_special_tokens=True),
+        "answer_tokens": int(new.shape[0]),
+        "answer_tokens_per_second": round(int(new.shape[0]) / elapsed, 1),
+    }
 
 
 if __name__ == "__main__":
