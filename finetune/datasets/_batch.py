@@ -214,9 +214,15 @@ _worker_reader: BatchReader | None = None
 _worker_batches = 0
 
 
+WORKER_NICENESS = 10
+"""Added to a worker's niceness: a build is background work, and its workers give way to the
+process's own threads (the event loop, the capture writer) and the database server."""
+
+
 def _start_worker(url: str, contested: frozenset[str]) -> None:
     global _worker_reader
     gc.disable()
+    os.nice(WORKER_NICENESS)
     engine = make_engine(url, pool_size=1)
     _worker_reader = BatchReader(engine, contested)
     # Run as the worker exits when the pool shuts down: its connection closes cleanly.
@@ -238,16 +244,19 @@ MIN_WORKER_BATCHES = 8
 
 
 def default_workers(engine: Engine, batches: int) -> int:
-    """Worker processes for a build of ``batches`` batches: none for a small build, one whose
-    database another process cannot open (SQLite in memory), or where too few cores are
-    left; PostgreSQL's server does its part of a build on a core of its own."""
+    """Worker processes for a build of ``batches`` batches: none for a small build or one whose
+    database another process cannot open (SQLite in memory); else one a core, less, on
+    PostgreSQL, the two its server and the build's own process keep busy between them.
+
+    Workers run niced (``WORKER_NICENESS``): on SQLite, where the build's process mostly
+    waits on them, they take the cores the server's threads leave idle, and a capture writer
+    beside a build keeps its rate. On PostgreSQL the build's process and the server's
+    backends are busy all along, and a niced worker beside them only waits."""
     if batches < MIN_WORKER_BATCHES or not _shareable(engine):
         return 0
-    # One core for the rest of the process (the capture writer, the event loop), and on
-    # PostgreSQL one more for the server's share of the build.
-    cores = (os.cpu_count() or 1) - 1
+    cores = os.cpu_count() or 1
     if engine.url.get_backend_name() != "sqlite":
-        cores -= 1
+        cores -= 2
     return max(0, min(cores, 4))
 
 
