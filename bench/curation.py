@@ -1,7 +1,7 @@
 """``python -m bench.curation``: curation at a million captures on PostgreSQL.
 
 Figures for the issue's targets: a filtered first page of the capture list (p50 ≤ 50 ms) and
-export plus validation of 100,000 examples (≤ 20 s). The database of generated captures is kept
+export plus validation of 100,000 examples (≤ 16 s). The database of generated captures is kept
 between runs (``--regenerate`` makes it again); ``python -m bench`` runs this after the proxy
 benchmark unless told ``--no-curation`` or ``--quick``.
 """

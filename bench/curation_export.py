@@ -147,7 +147,7 @@ def export_and_validate(
         )
     )
     result.stages.append(
-        Stage("export + validate, all splits", all_s + validate_s, "the issue's ≤ 20 s target")
+        Stage("export + validate, all splits", all_s + validate_s, "the goal: ≤ 16 s")
     )
     path = workdir / "dataset.jsonl"
 
