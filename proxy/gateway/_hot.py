@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator
 from litestar.enums import ScopeType
 from litestar.types import Message, Receive, Scope, Send
 
-from proxy._edge import SlowReaderGuard, carries_nul, refuse_nul
+from proxy._edge import SendWatch, carries_nul, refuse_nul
 from proxy._errors import PayloadTooLarge, error_parts
 from proxy.gateway._auth import Authenticator
 from proxy.gateway._capture import CHAT, RESPONSES
@@ -54,7 +54,9 @@ class HotPath:
         self._forwarder = forwarder
         self._auth = auth
         self._max_body = max_body_bytes
-        self._write_timeout = write_timeout_seconds
+        self._watch = (
+            SendWatch(write_timeout_seconds) if write_timeout_seconds is not None else None
+        )
 
     @staticmethod
     def endpoint(scope: Scope) -> str | None:
@@ -67,10 +69,21 @@ class HotPath:
         if carries_nul(scope):
             await refuse_nul(send)
             return
-        guard = None
-        if self._write_timeout is not None:
-            guard = SlowReaderGuard(receive, send, self._write_timeout)
-            receive, send = guard.receive, guard.send
+        watch = self._watch
+        if watch is None:
+            await self._respond(api, scope, receive, send)
+            return
+        guard = watch.guard(receive, send)
+        try:
+            await self._respond(api, scope, guard.receive, guard.send)
+        finally:
+            watch.release(guard)
+        if guard.cut_off:
+            log.warning(
+                "client read nothing for %.0f s; cut off (%s)", watch.seconds, scope["path"]
+            )
+
+    async def _respond(self, api: str, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             answer = await self._answer(api, scope, receive)
         except _ClientLeft:
@@ -79,10 +92,6 @@ class HotPath:
             status, body, headers = error_parts(exc)
             answer = Answer(status, headers, body)
         await self._send(answer, receive, send)
-        if guard is not None and guard.cut.is_set():
-            log.warning(
-                "client read nothing for %.0f s; cut off (%s)", self._write_timeout, scope["path"]
-            )
 
     async def _answer(self, api: str, scope: Scope, receive: Receive) -> Answer:
         authorization = content_type = encoding = length = None

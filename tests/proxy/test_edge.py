@@ -10,7 +10,7 @@ from litestar.testing import TestClient
 from litestar.types import Message, Receive, ReceiveMessage, Scope, Send
 
 from proxy import create_app
-from proxy._edge import edge_middleware
+from proxy._edge import SendWatch, edge_middleware
 from tests.support import admin_settings
 
 
@@ -43,6 +43,68 @@ async def test_a_client_that_stops_reading_is_cut_off_after_the_write_timeout(
     assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
     assert heard == [{"type": "http.disconnect"}]
     assert "client read nothing for 0 s; cut off (/v1/chat/completions)" in caplog.text
+
+
+async def test_a_send_that_waits_less_than_the_write_timeout_is_not_cut() -> None:
+    sent: list[bytes] = []
+
+    async def app(_scope: Scope, _receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for part in (b"a", b"b", b"c"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def slow_send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            await asyncio.sleep(0.03)  # a client that reads, slowly
+            sent.append(message["body"])
+
+    async def receive() -> ReceiveMessage:
+        raise AssertionError("nothing reads after the request")
+
+    scope = {"type": "http", "path": "/v1/chat/completions", "query_string": b"", "headers": []}
+    # Four sends of 0.03 s: 0.12 s in all, each well within 0.08 s.
+    await edge_middleware(0.08)(app)(scope, receive, slow_send)  # type: ignore[arg-type]
+    assert sent == [b"a", b"b", b"c", b""]
+
+
+async def test_a_cancel_that_is_not_the_write_timeout_goes_through_the_guard() -> None:
+    watch = SendWatch(30.0)
+    waiting = asyncio.Event()
+
+    async def stuck_send(_message: Message) -> None:
+        waiting.set()
+        await asyncio.Event().wait()
+
+    async def receive() -> ReceiveMessage:
+        raise AssertionError("unreachable")
+
+    guard = watch.guard(receive, stuck_send)
+    sending = asyncio.ensure_future(guard.send({"type": "http.response.start"}))
+    await waiting.wait()
+    sending.cancel()  # as a stream's pump is when its client leaves
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    assert not guard.cut_off
+    watch.release(guard)
+
+
+async def test_the_write_timeout_keeps_no_task_once_the_last_request_is_done() -> None:
+    watch = SendWatch(0.04)
+
+    async def send(_message: Message) -> None:
+        return None
+
+    async def receive() -> ReceiveMessage:
+        raise AssertionError("unreachable")
+
+    guards = [watch.guard(receive, send) for _ in range(3)]
+    assert len(asyncio.all_tasks()) == 2  # this test's and the watch's one timer
+    for guard in guards:
+        await guard.send({"type": "http.response.start"})
+        watch.release(guard)
+    await asyncio.sleep(0.05)  # one round of the timer: it finds no request and ends
+    assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
 def test_readyz_is_unavailable_when_the_capture_writer_is_not_running(
