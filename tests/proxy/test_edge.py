@@ -80,7 +80,9 @@ async def test_a_cancel_that_is_not_the_write_timeout_goes_through_the_guard() -
         raise AssertionError("unreachable")
 
     guard = watch.guard(receive, stuck_send)
-    sending = asyncio.ensure_future(guard.send({"type": "http.response.start"}))
+    sending = asyncio.ensure_future(
+        guard.send({"type": "http.response.start", "status": 200, "headers": []})
+    )
     await waiting.wait()
     sending.cancel()  # as a stream's pump is when its client leaves
     with pytest.raises(asyncio.CancelledError):
@@ -101,7 +103,7 @@ async def test_the_write_timeout_keeps_no_task_once_the_last_request_is_done() -
     guards = [watch.guard(receive, send) for _ in range(3)]
     assert len(asyncio.all_tasks()) == 2  # this test's and the watch's one timer
     for guard in guards:
-        await guard.send({"type": "http.response.start"})
+        await guard.send({"type": "http.response.start", "status": 200, "headers": []})
         watch.release(guard)
     await asyncio.sleep(0.05)  # one round of the timer: it finds no request and ends
     assert asyncio.all_tasks() == {asyncio.current_task()}
