@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncGenerator
+from functools import partial
 
 from litestar.enums import ScopeType
 from litestar.types import Message, Receive, Scope, Send
@@ -26,8 +26,6 @@ from proxy._errors import PayloadTooLarge, error_parts
 from proxy.gateway._auth import Authenticator
 from proxy.gateway._capture import CHAT, RESPONSES
 from proxy.gateway._forward import Answer, Forwarder, check_content_type
-
-log = logging.getLogger("stillroom.hot")
 
 _ENDPOINTS = {
     "/v1/chat/completions": CHAT,
@@ -69,19 +67,10 @@ class HotPath:
         if carries_nul(scope):
             await refuse_nul(send)
             return
-        watch = self._watch
-        if watch is None:
+        if self._watch is None:
             await self._respond(api, scope, receive, send)
-            return
-        guard = watch.guard(receive, send)
-        try:
-            await self._respond(api, scope, guard.receive, guard.send)
-        finally:
-            watch.release(guard)
-        if guard.cut_off:
-            log.warning(
-                "client read nothing for %.0f s; cut off (%s)", watch.seconds, scope["path"]
-            )
+        else:
+            await self._watch.run(partial(self._respond, api), scope, receive, send)
 
     async def _respond(self, api: str, scope: Scope, receive: Receive, send: Send) -> None:
         try:
