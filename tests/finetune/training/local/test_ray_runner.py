@@ -81,7 +81,7 @@ def _log(backend: LocalBackend, job_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def jobs(head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Every job of the module, submitted at once so that they overlap on the head."""
+    """The module's jobs but the resumed one, submitted at once so that they overlap on the head."""
     model = build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen2")
     shared = _backend(tmp_path_factory.mktemp("shared"), head.address)
     store = tmp_path_factory.mktemp("store")
@@ -104,10 +104,8 @@ def jobs(head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
         "shared": (shared, _start(shared, model, chat_examples(16), epochs=2, tag="shared")),
         "long": (shared, _start(shared, model, chat_examples(40), epochs=50, tag="long")),
         "empty": (shared, _start(shared, model, nothing_to_learn, epochs=1, tag="empty")),
-        "resumed": (
-            resumable,
-            _start(resumable, model, chat_examples(16), epochs=8, tag="resumed"),
-        ),
+        # Its job starts in its test: submitted here, it could end before the test came to it.
+        "resumable": resumable,
     }
 
 
@@ -205,19 +203,25 @@ def test_an_unreachable_cluster_refuses_the_launch_and_leaves_nothing(
 
 
 def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
+    found: list[int] = []
+    with contextlib.suppress(OSError):  # the relay ended meanwhile
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(child) for child in (task / "children").read_text().split()]
     return found
+
+
+def _command_line(pid: int | str) -> list[bytes]:
+    """A process's arguments; none for one that is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
 
 
 def _relay_pid(job_id: str) -> int | None:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
+            command = _command_line(entry.name)
             if b"finetune.training.local.relay" in command and any(
                 part.endswith(job_id.encode()) for part in command
             ):
@@ -232,19 +236,21 @@ def test_without_a_shared_root_a_killed_worker_resumes_from_the_store_and_the_ou
     backend submits a new Ray job, whose relay fetches it; the adapter comes back at the end."""
     from ray.job_submission import JobSubmissionClient
 
-    backend, job_id = jobs["resumed"]
+    backend = jobs["resumable"]
+    job_id = _start(backend, jobs["model"], chat_examples(16), epochs=8, tag="resumed")
     deadline = time.monotonic() + 120
     scratch = None
     while scratch is None and time.monotonic() < deadline:
         assert backend.status(job_id).state not in TERMINAL, _log(backend, job_id)
         relay = _relay_pid(job_id)
         workers = _children(relay) if relay else []
-        if workers:
-            worker = workers[0]
-            folder = Path((Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0"))[-2].decode())
+        # A worker just forked (or exiting) does not show its own command line yet.
+        command = _command_line(workers[0]) if workers else []
+        if len(command) >= 2:
+            folder = Path(command[-2].decode())
             if _early_checkpoint(folder):
                 scratch = folder
-                os.kill(worker, signal.SIGKILL)
+                os.kill(workers[0], signal.SIGKILL)
         time.sleep(0.05)
     assert scratch is not None, "the worker saved no checkpoint on its node"
     assert _wait(backend, job_id) == "succeeded", _log(backend, job_id)
