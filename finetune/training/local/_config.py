@@ -74,6 +74,10 @@ class LocalTrainingConfig(BaseModel):
     """Where the worker runs: a process on this machine, or a Ray Job on an existing cluster."""
     address: str | None = None
     """``ray``: the cluster's dashboard (Jobs API), e.g. ``http://head:8265``."""
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    """``ray``: how long one call to the Jobs API may wait for the dashboard's answer. A
+    dashboard that takes the connection and never answers is then a cluster that cannot be
+    reached (a launch or cancel refused, a job left as last seen), not a thread stuck."""
     cluster_root: str | None = None
     """``ray`` with a shared file system: ``root`` as the Ray nodes see it, when mounted
     elsewhere there; None: the same path."""

@@ -16,6 +16,7 @@ imported here only, when the runner first talks to the cluster.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -55,9 +56,7 @@ class RayRunner:
     def client(self) -> Any:
         """The Jobs API client, made on first use (it asks the cluster for its version)."""
         if self._client is None:
-            from ray.job_submission import JobSubmissionClient
-
-            self._client = JobSubmissionClient(self.address)
+            self._client = _jobs_client(self.address, self.config.request_timeout_seconds)
         return self._client
 
     def runtime_env(self) -> dict[str, Any]:
@@ -116,6 +115,11 @@ class RayRunner:
                 entrypoint_resources=self.config.resources or None,
             )
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
+            if isinstance(exc, OSError) and self._client is not None:
+                # No answer is not a refusal: the job may have been taken. It must not train
+                # unseen, so it is stopped if it is there (a timeout or 404 here is fine).
+                with contextlib.suppress(Exception):
+                    self._client.stop_job(sid)
             raise BackendRefused(
                 f"the Ray cluster at {self.address} did not take job {sid}: {exc}",
                 code="start_failed",
@@ -190,6 +194,19 @@ class RayRunner:
         deadline = time.monotonic() + max(1.0, grace_seconds) + _STOP_SECONDS
         while time.monotonic() < deadline and self.observe(folder) is None:
             time.sleep(0.2)
+
+
+def _jobs_client(address: str, timeout: float) -> Any:
+    """Ray's Jobs API client with a timeout on each request (its own has none: a dashboard that
+    never answers would hold the caller, a server's cycle, for ever)."""
+    from ray.job_submission import JobSubmissionClient
+
+    class BoundedJobsClient(JobSubmissionClient):  # type: ignore[misc]
+        def _do_request(self, method: str, endpoint: str, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", timeout)
+            return super()._do_request(method, endpoint, **kwargs)
+
+    return BoundedJobsClient(address)
 
 
 def _gone(record: dict[str, Any]) -> Gone:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +201,42 @@ def test_an_unreachable_cluster_refuses_the_launch_and_leaves_nothing(
         _start(backend, jobs["model"], chat_examples(4), epochs=1, tag="nowhere")
     assert refused.value.code == "start_failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["files"]
+
+
+@pytest.fixture
+def silent_cluster() -> Iterator[str]:
+    """An address that takes connections (the kernel's backlog) and never answers a request."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_cluster_that_never_answers_refuses_the_launch_once_its_timeout_passes(
+    jobs: dict[str, Any], tmp_path: Path, silent_cluster: str
+) -> None:
+    backend = _backend(tmp_path, silent_cluster, request_timeout_seconds=0.5)
+    with pytest.raises(BackendRefused, match="did not take job") as refused:
+        _start(backend, jobs["model"], chat_examples(4), epochs=1, tag="unanswered")
+    assert refused.value.code == "start_failed"
+    assert "timed out" in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["files"]
+
+
+def test_a_job_whose_cluster_stops_answering_stays_as_last_seen_and_cannot_be_cancelled(
+    jobs: dict[str, Any], silent_cluster: str
+) -> None:
+    shared, _ = jobs["shared"]
+    job_id = _start(shared, jobs["model"], chat_examples(4), epochs=1, tag="unanswered")
+    # The same job folders, seen by a server whose cluster address no longer answers.
+    cut_off = _backend(shared.root, silent_cluster, request_timeout_seconds=0.5)
+    seen = cut_off.status(job_id).state
+    assert seen in ("queued", "running")
+    assert seen == shared.job_folder(job_id).status()["state"]
+    with pytest.raises(BackendRefused, match="cannot reach the Ray cluster") as refused:
+        cut_off.cancel(job_id)
+    assert refused.value.code == "cancel_failed"
+    assert _wait(shared, job_id) == "succeeded", _log(shared, job_id)
 
 
 def _children(pid: int) -> list[int]:
