@@ -28,6 +28,7 @@ from finetune.training._protocol import (
     BackendEvent,
     BackendRefused,
     BackendStatus,
+    BackendUnavailable,
     FileProcessingFailed,
     InvalidTrainingRequest,
     JobSpec,
@@ -227,7 +228,7 @@ class LocalBackend:
             raise BackendRefused(
                 f"cannot start local training job under {self.root}: {exc}", code="start_failed"
             ) from exc
-        except BackendRefused:
+        except (BackendRefused, BackendUnavailable):
             shutil.rmtree(folder.path, ignore_errors=True)
             raise
         return self.status(job_id)

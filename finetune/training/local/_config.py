@@ -77,7 +77,7 @@ class LocalTrainingConfig(BaseModel):
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     """``ray``: how long one call to the Jobs API may wait for the dashboard's answer. A
     dashboard that takes the connection and never answers is then a cluster that cannot be
-    reached (a launch or cancel refused, a job left as last seen), not a thread stuck."""
+    reached (a launch or cancel unavailable, a job left as last seen), not a thread stuck."""
     cluster_root: str | None = None
     """``ray`` with a shared file system: ``root`` as the Ray nodes see it, when mounted
     elsewhere there; None: the same path."""

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from finetune.training._protocol import BackendRefused
+from finetune.training._protocol import BackendRefused, BackendUnavailable
 from finetune.training.local._config import LocalTrainingConfig
 from finetune.training.local._folder import JobFolder
 from finetune.training.local._runner import (
@@ -114,12 +114,18 @@ class RayRunner:
                 entrypoint_num_gpus=self.config.num_gpus or None,
                 entrypoint_resources=self.config.resources or None,
             )
-        except (OSError, RuntimeError, ValueError, TypeError) as exc:
-            if isinstance(exc, OSError) and self._client is not None:
-                # No answer is not a refusal: the job may have been taken. It must not train
-                # unseen, so it is stopped if it is there (a timeout or 404 here is fine).
+        except OSError as exc:
+            # Unreachable, or no answer in time: transient, and the job may have been taken
+            # all the same. It must not train unseen, so it is stopped if it is there (a
+            # timeout or 404 here is fine); the launch can be tried again.
+            if self._client is not None:
                 with contextlib.suppress(Exception):
                     self._client.stop_job(sid)
+            raise BackendUnavailable(
+                f"cannot reach the Ray cluster at {self.address} to submit job {sid}: {exc}",
+                code="cluster_unreachable",
+            ) from exc
+        except (RuntimeError, ValueError, TypeError) as exc:
             raise BackendRefused(
                 f"the Ray cluster at {self.address} did not take job {sid}: {exc}",
                 code="start_failed",
@@ -187,9 +193,9 @@ class RayRunner:
                 code="cancel_failed",
             ) from exc
         except OSError as exc:
-            raise BackendRefused(
+            raise BackendUnavailable(
                 f"cannot reach the Ray cluster at {self.address} to stop job {sid}: {exc}",
-                code="cancel_failed",
+                code="cluster_unreachable",
             ) from exc
         deadline = time.monotonic() + max(1.0, grace_seconds) + _STOP_SECONDS
         while time.monotonic() < deadline and self.observe(folder) is None:

@@ -16,7 +16,13 @@ from typing import Any
 import orjson
 import pytest
 
-from finetune import BackendConfig, BackendRefused, Hyperparameters, JobSpec, TrainingConfig
+from finetune import (
+    BackendConfig,
+    BackendUnavailable,
+    Hyperparameters,
+    JobSpec,
+    TrainingConfig,
+)
 from finetune import make_backend as make_training_backend
 from finetune.training.local import LocalBackend
 from tests.ray_head import RayHead, free_port, ray_head
@@ -193,13 +199,13 @@ def test_a_worker_that_cannot_start_fails_with_rays_reason(
     assert "/nonexistent/python3" in error["message"]  # the log's tail
 
 
-def test_an_unreachable_cluster_refuses_the_launch_and_leaves_nothing(
+def test_an_unreachable_cluster_is_unavailable_to_a_launch_which_leaves_nothing(
     jobs: dict[str, Any], tmp_path: Path
 ) -> None:
     backend = _backend(tmp_path, f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(BackendRefused, match="did not take job") as refused:
+    with pytest.raises(BackendUnavailable, match="cannot reach the Ray cluster") as refused:
         _start(backend, jobs["model"], chat_examples(4), epochs=1, tag="nowhere")
-    assert refused.value.code == "start_failed"
+    assert refused.value.code == "cluster_unreachable"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["files"]
 
 
@@ -212,18 +218,18 @@ def silent_cluster() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
-def test_a_cluster_that_never_answers_refuses_the_launch_once_its_timeout_passes(
+def test_a_cluster_that_never_answers_is_unavailable_once_its_timeout_passes(
     jobs: dict[str, Any], tmp_path: Path, silent_cluster: str
 ) -> None:
     backend = _backend(tmp_path, silent_cluster, request_timeout_seconds=0.5)
-    with pytest.raises(BackendRefused, match="did not take job") as refused:
+    with pytest.raises(BackendUnavailable, match="cannot reach the Ray cluster") as refused:
         _start(backend, jobs["model"], chat_examples(4), epochs=1, tag="unanswered")
-    assert refused.value.code == "start_failed"
+    assert refused.value.code == "cluster_unreachable"
     assert "timed out" in str(refused.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["files"]
 
 
-def test_a_job_whose_cluster_stops_answering_stays_as_last_seen_and_cannot_be_cancelled(
+def test_a_job_whose_cluster_stops_answering_stays_as_last_seen_and_its_cancel_is_unavailable(
     jobs: dict[str, Any], silent_cluster: str
 ) -> None:
     shared, _ = jobs["shared"]
@@ -233,9 +239,9 @@ def test_a_job_whose_cluster_stops_answering_stays_as_last_seen_and_cannot_be_ca
     seen = cut_off.status(job_id).state
     assert seen in ("queued", "running")
     assert seen == shared.job_folder(job_id).status()["state"]
-    with pytest.raises(BackendRefused, match="cannot reach the Ray cluster") as refused:
+    with pytest.raises(BackendUnavailable, match="cannot reach the Ray cluster") as refused:
         cut_off.cancel(job_id)
-    assert refused.value.code == "cancel_failed"
+    assert refused.value.code == "cluster_unreachable"
     assert _wait(shared, job_id) == "succeeded", _log(shared, job_id)
 
 
