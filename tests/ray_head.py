@@ -76,8 +76,30 @@ class RayHead:
         return time.monotonic() - began
 
 
+_TRIES = 3
+
+
 def start_head(*, num_cpus: int = 4, timeout: float = 90.0) -> RayHead:
-    """A head whose jobs run with this interpreter as ``python`` (first on their PATH)."""
+    """A head whose jobs run with this interpreter as ``python`` (first on their PATH).
+
+    The free ports are found by binding and letting go, so another process of the machine (the
+    other test worker's servers) can take one before Ray binds it, and ``ray start`` exits at
+    once: such a start is tried again on new ports, a few times, before the error is raised.
+    """
+    for attempt in range(1, _TRIES + 1):
+        try:
+            return _start_head(num_cpus=num_cpus, timeout=timeout)
+        except _ExitedEarly:
+            if attempt == _TRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _ExitedEarly(RuntimeError):
+    pass
+
+
+def _start_head(*, num_cpus: int, timeout: float) -> RayHead:
     # Short: Ray's unix socket paths live under it and must stay under 108 characters.
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     marker = uuid.uuid4().hex
@@ -121,14 +143,16 @@ def start_head(*, num_cpus: int = 4, timeout: float = 90.0) -> RayHead:
     head = RayHead(f"http://127.0.0.1:{dashboard}", temp_dir, log, marker, process, 0.0)
     while time.monotonic() - began < timeout:
         if process.poll() is not None:
+            said = _tail(log)  # read before stop() removes the temp dir that holds it
             head.stop()
-            raise RuntimeError(f"ray start exited {process.returncode}: {_tail(log)}")
+            raise _ExitedEarly(f"ray start exited {process.returncode}: {said}")
         with contextlib.suppress(OSError):
             urllib.request.urlopen(f"{head.address}/api/version", timeout=1).read()
             return RayHead(head.address, temp_dir, log, marker, process, time.monotonic() - began)
         time.sleep(0.2)
+    said = _tail(log)
     head.stop()
-    raise RuntimeError(f"the Ray head did not answer in {timeout} s: {_tail(log)}")
+    raise RuntimeError(f"the Ray head did not answer in {timeout} s: {said}")
 
 
 def _tail(log: Path) -> str:
