@@ -14,8 +14,13 @@ def normalise_text(text: str) -> str:
     """NFC, runs of white space as one space, none at either end. (``str.split`` splits at
     exactly the characters the regular expression ``\\s`` matches, and NFC leaves ASCII as it
     is: this is ``re.sub(r"\\s+", " ", unicodedata.normalize("NFC", text)).strip()`` at a
-    fraction of its cost, which a build pays for every message.)"""
-    if not text.isascii():
+    fraction of its cost, which a build pays for every message.) Most texts are ASCII and
+    already normal: ASCII's white space but the space is all unprintable, so printable text with
+    no two spaces in a row and none at either end is returned as it is, without the split."""
+    if text.isascii():
+        if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+            return text
+    else:
         text = unicodedata.normalize("NFC", text)
     return " ".join(text.split())
 
