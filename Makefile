@@ -13,8 +13,10 @@ $(UV):
 
 # Bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set, every process (each test
 # server among them) would otherwise compile every module it imports, seconds each time.
+# --inexact: a sync after pyproject.toml changes leaves the train extra (installed beside the
+# lock by install-train) in place, instead of removing it under a checkout's feet.
 .venv/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --compile-bytecode
+	$(UV) sync --frozen --inexact --compile-bytecode
 	@touch $@
 
 install: .venv/.synced
