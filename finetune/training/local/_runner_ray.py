@@ -105,27 +105,28 @@ class RayRunner:
                         shutil.copyfile(folder.path / name, staging / name)
                 runtime_env["working_dir"] = str(staging)
             metadata = {"stillroom_job": folder.job_id, **(folder.spec().get("metadata") or {})}
-            self.client().submit_job(
-                entrypoint=shell_command(self.entrypoint(folder)),
-                submission_id=sid,
-                runtime_env=runtime_env,
-                metadata={str(k): str(v) for k, v in metadata.items()},
-                entrypoint_num_cpus=self.config.num_cpus,
-                entrypoint_num_gpus=self.config.num_gpus or None,
-                entrypoint_resources=self.config.resources or None,
-            )
-        except OSError as exc:
-            # Unreachable, or no answer in time: transient, and the job may have been taken
-            # all the same. It must not train unseen, so it is stopped if it is there (a
-            # timeout or 404 here is fine); the launch can be tried again.
-            if self._client is not None:
-                with contextlib.suppress(Exception):
-                    self._client.stop_job(sid)
-            raise BackendUnavailable(
-                f"cannot reach the Ray cluster at {self.address} to submit job {sid}: {exc}",
-                code="cluster_unreachable",
-            ) from exc
-        except (RuntimeError, ValueError, TypeError) as exc:
+            try:
+                self.client().submit_job(
+                    entrypoint=shell_command(self.entrypoint(folder)),
+                    submission_id=sid,
+                    runtime_env=runtime_env,
+                    metadata={str(k): str(v) for k, v in metadata.items()},
+                    entrypoint_num_cpus=self.config.num_cpus,
+                    entrypoint_num_gpus=self.config.num_gpus or None,
+                    entrypoint_resources=self.config.resources or None,
+                )
+            except OSError as exc:
+                # Unreachable, or no answer in time: transient, and the job may have been
+                # taken all the same. It must not train unseen, so it is stopped if it is
+                # there (a timeout or 404 here is fine); the launch can be tried again.
+                if self._client is not None:
+                    with contextlib.suppress(Exception):
+                        self._client.stop_job(sid)
+                raise BackendUnavailable(
+                    f"cannot reach the Ray cluster at {self.address} to submit job {sid}: {exc}",
+                    code="cluster_unreachable",
+                ) from exc
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:
             raise BackendRefused(
                 f"the Ray cluster at {self.address} did not take job {sid}: {exc}",
                 code="start_failed",
