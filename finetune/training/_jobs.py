@@ -269,9 +269,11 @@ def _drive(
     except BackendUnavailable as exc:
         # Transient: the intent stays, so a retry or a restart carries on from here.
         _update(engine, job.id, state="pending", error=_error(exc))
+        log.warning("training job %s not started, kept pending: %s", job.id, exc.message)
         raise
     except (BackendRefused, InvalidTrainingRequest) as exc:
         _update(engine, job.id, state="failed", error=_error(exc))
+        log.warning("training job %s failed to start: %s", job.id, exc.message)
         raise
     if _require(engine, job.id).state == "cancelled" and found.state not in (
         TERMINAL_TRAINING_STATES

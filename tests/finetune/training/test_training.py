@@ -3,6 +3,7 @@ PostgreSQL: launch once, track to the ``ft:`` model, resume after a restart, can
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -148,12 +149,20 @@ def test_cancel_stops_the_job(store: Engine) -> None:
         assert sync_job(store, backend, job.id).fine_tuned_model is None
 
 
-def test_closed_fine_tuning_is_said_plainly_and_not_retried(store: Engine) -> None:
+def test_closed_fine_tuning_is_said_plainly_and_not_retried(
+    store: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     with running_sandbox(SandboxConfig(refuse_fine_tuning=True)) as url:
         backend = _backend(url)
         dataset_id = training_dataset(store)
-        with pytest.raises(FineTuningClosed) as refused:
+        with (
+            caplog.at_level(logging.WARNING, "stillroom.training"),
+            pytest.raises(FineTuningClosed) as refused,
+        ):
             launch_job(store, backend, dataset_id, CONFIG)
+        [said] = [r.getMessage() for r in caplog.records if r.name == "stillroom.training"]
+        assert said.startswith(f"training job {list_jobs(store)[0].id} failed to start: ")
+        assert "self-serve fine-tuning is closed" in said
         assert "self-serve fine-tuning is closed to this organisation" in refused.value.message
         assert "2027-01-06" in refused.value.message
         [job] = list_jobs(store)
@@ -172,13 +181,19 @@ def test_data_that_fails_validation_is_refused_before_anything_is_stored(
     assert _backend_jobs(sandbox) == []
 
 
-def test_an_unreachable_backend_keeps_the_intent_for_a_retry(store: Engine, sandbox: str) -> None:
+def test_an_unreachable_backend_keeps_the_intent_for_a_retry(
+    store: Engine, sandbox: str, caplog: pytest.LogCaptureFixture
+) -> None:
     dataset_id = training_dataset(store)
     down = _backend("http://127.0.0.1:9/v1", max_retries=0, timeout_seconds=2)
-    with pytest.raises(BackendUnavailable):
+    with caplog.at_level(logging.WARNING, "stillroom.training"), pytest.raises(BackendUnavailable):
         launch_job(store, down, dataset_id, CONFIG)
     [pending] = list_jobs(store)
     assert pending.state == "pending" and pending.backend_job_id is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"training job {pending.id} not started, kept pending: cannot reach the training "
+        "backend: Connection error."
+    ]
     started = launch_job(store, _backend(sandbox), dataset_id, CONFIG)
     assert started.id == pending.id and started.backend_job_id is not None
     assert started.error is None
