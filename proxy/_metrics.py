@@ -13,12 +13,14 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _SAMPLE_SECONDS = 1.0
@@ -40,7 +42,7 @@ class Metrics:
         self.registry = own = CollectorRegistry(auto_describe=True)
         if shared_dir is not None:
             self.registry = CollectorRegistry()
-            MultiProcessCollector(self.registry, path=str(shared_dir))  # type: ignore[no-untyped-call]
+            self.registry.register(_ReadableFiles(shared_dir))
         self.requests = Counter(
             "stillroom_requests",
             "Requests answered on /v1, by route kind and status class.",
@@ -189,6 +191,30 @@ class Metrics:
             histogram = self._latency_children[route] = self.latency.labels(route)
         counter.inc()
         histogram.observe(milliseconds / 1000)
+
+
+class _ReadableFiles(Collector):
+    """Every worker's metric files, merged as prometheus_client's multiprocess collector does,
+    but only those that hold a header yet. A worker creates its file empty and sizes it a moment
+    later (prometheus/client_python#1199), and one killed in between leaves it empty for good:
+    read as it was, such a file failed the whole of ``/metrics``, a 500, for as long as it was
+    there."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in self._folder.glob("*.db"):
+            with contextlib.suppress(FileNotFoundError):  # a dead worker's live gauges, dropped
+                if path.stat().st_size >= _FILE_HEADER_BYTES:
+                    files.append(str(path))
+        merged: Iterable[Metric] = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
+
+
+_FILE_HEADER_BYTES = 8
+"""The used-bytes count and padding that begin every metric file."""
 
 
 def _forget_dead_workers(shared_dir: Path | None) -> None:
