@@ -193,6 +193,10 @@ class Metrics:
         histogram.observe(milliseconds / 1000)
 
 
+_FILE_HEADER_BYTES = 8
+"""The used-bytes count and padding that begin every metric file."""
+
+
 class _ReadableFiles(Collector):
     """Every worker's metric files, merged as prometheus_client's multiprocess collector does,
     but only those that hold a header yet. A worker creates its file empty and sizes it a moment
@@ -209,12 +213,7 @@ class _ReadableFiles(Collector):
             with contextlib.suppress(FileNotFoundError):  # a dead worker's live gauges, dropped
                 if path.stat().st_size >= _FILE_HEADER_BYTES:
                     files.append(str(path))
-        merged: Iterable[Metric] = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
-        return merged
-
-
-_FILE_HEADER_BYTES = 8
-"""The used-bytes count and padding that begin every metric file."""
+        return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-any-return,no-untyped-call]
 
 
 def _forget_dead_workers(shared_dir: Path | None) -> None:

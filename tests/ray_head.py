@@ -86,13 +86,10 @@ def start_head(*, num_cpus: int = 4, timeout: float = 90.0) -> RayHead:
     other test worker's servers) can take one before Ray binds it, and ``ray start`` exits at
     once: such a start is tried again on new ports, a few times, before the error is raised.
     """
-    for attempt in range(1, _TRIES + 1):
-        try:
+    for _ in range(_TRIES - 1):
+        with contextlib.suppress(_ExitedEarly):
             return _start_head(num_cpus=num_cpus, timeout=timeout)
-        except _ExitedEarly:
-            if attempt == _TRIES:
-                raise
-    raise AssertionError("unreachable")
+    return _start_head(num_cpus=num_cpus, timeout=timeout)
 
 
 class _ExitedEarly(RuntimeError):
