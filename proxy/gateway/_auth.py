@@ -28,6 +28,9 @@ _CACHE_SECONDS = 30.0
 _MISS_CACHE_SECONDS = 5.0
 # While the database cannot be asked, a stale verdict is used and asked about again this often.
 _RETRY_SECONDS = 2.0
+# Pass-through callers remembered at most; past it the memory starts again (a key is cheap
+# to fingerprint again, a process that grows with every key ever seen is not).
+_PASSED_THROUGH_KEPT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class Authenticator:
         self._clock = clock
         self._stale_seconds = stale_seconds
         self._cache: dict[str, _Verdict] = {}
+        self._passed: dict[str, Caller] = {}
         self._database_down = False
 
     async def caller(self, authorization: str | None) -> Caller:
@@ -74,13 +78,13 @@ class Authenticator:
                 "stillroom key or your own upstream key.",
                 code="missing_api_key",
             )
-        digest = hashlib.sha256(secret.encode()).hexdigest()
         if not secret.startswith(KEY_PREFIX):
             if not self._allow_client_keys:
                 raise AuthenticationFailed(
                     "This stillroom accepts only stillroom keys (sr-...).", code="invalid_api_key"
                 )
-            return Caller(key_id="pt_" + digest[:16], upstream_key=secret)
+            return self._passed_through(secret)
+        digest = hashlib.sha256(secret.encode()).hexdigest()
         key_id = await self._stillroom_key_id(secret, digest)
         if key_id is None:
             raise AuthenticationFailed(
@@ -93,6 +97,17 @@ class Authenticator:
                 code="no_upstream_key",
             )
         return Caller(key_id=key_id, upstream_key=self._upstream_key)
+
+    def _passed_through(self, secret: str) -> Caller:
+        """The caller of a client's own upstream key, known by a fingerprint of its hash;
+        remembered per key, so a key's every request does not hash it again."""
+        caller = self._passed.get(secret)
+        if caller is None:
+            if len(self._passed) >= _PASSED_THROUGH_KEPT:
+                self._passed.clear()
+            digest = hashlib.sha256(secret.encode()).hexdigest()
+            caller = self._passed[secret] = Caller(key_id="pt_" + digest[:16], upstream_key=secret)
+        return caller
 
     async def _stillroom_key_id(self, secret: str, digest: str) -> str | None:
         now = self._clock()

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Engine
 
 from proxy._errors import AuthenticationFailed, PermissionDenied, ServiceUnavailable
-from proxy.gateway._auth import Authenticator, check_admin
+from proxy.gateway._auth import _PASSED_THROUGH_KEPT, Authenticator, check_admin
 from storage import create_api_key, revoke_api_key, session_scope
 from tests.proxy.gateway.test_sink import Outage
 
@@ -23,6 +23,19 @@ async def test_client_key_passes_through_with_a_fingerprint_not_the_key(engine: 
     assert caller.key_id.startswith("pt_") and "sk-client" not in caller.key_id
     again = await authenticator(engine).caller("Bearer sk-client-own-key-123")
     assert again.key_id == caller.key_id
+
+
+async def test_remembered_pass_through_callers_stay_per_key_and_bounded(engine: Engine) -> None:
+    auth = authenticator(engine)
+    first = await auth.caller("Bearer sk-client-a")
+    other = await auth.caller("Bearer sk-client-b")
+    assert other.key_id != first.key_id and other.upstream_key == "sk-client-b"
+    for n in range(_PASSED_THROUGH_KEPT + 10):
+        await auth.caller(f"Bearer sk-client-{n}")
+    assert len(auth._passed) <= _PASSED_THROUGH_KEPT
+    # Forgotten or not, each key still gets its own caller, the same as before.
+    assert await auth.caller("Bearer sk-client-a") == first
+    assert await authenticator(engine).caller("Bearer sk-client-b") == other
 
 
 async def test_stillroom_key_is_swapped_for_the_server_key(engine: Engine) -> None:
