@@ -49,7 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "stillroom-bench-dataset"
     )
     parser.add_argument("--regenerate", action="store_true")
-    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument(
+        "--stores", type=_stores, default="sqlite,postgres", help="sqlite, postgres or both"
+    )
     parser.add_argument("--writer-seconds", type=float, default=8.0, help="the writer alone")
     parser.add_argument("--no-writer", action="store_true")
     parser.add_argument("--no-export", action="store_true")
@@ -228,6 +230,17 @@ def writer_run(
     )
 
 
+def _stores(value: str) -> list[str]:
+    """``--stores``: a comma-separated list of the two stores, checked before any work."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(names) - {"sqlite", "postgres"})
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown store {', '.join(unknown) or '(none)'}: choose sqlite, postgres or both"
+        )
+    return names
+
+
 def run(args: argparse.Namespace) -> DatasetReport:
     versions = environment.base_versions(REPO_ROOT)
     versions["psycopg"] = environment.package_version("psycopg")
@@ -254,7 +267,7 @@ def run(args: argparse.Namespace) -> DatasetReport:
     urls = {"sqlite": stores.sqlite_url, "postgres": stores.postgres_url}
     workdir = Path(tempfile.mkdtemp(prefix="stillroom-bench-dataset-"))
     try:
-        for store in [s.strip() for s in args.stores.split(",") if s.strip()]:
+        for store in args.stores:
             url = urls[store]
             _say(f"{store}: building {args.examples:,} examples ...")
             timing, dataset_id = time_build(store, url, capture_filter)
