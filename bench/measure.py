@@ -49,6 +49,9 @@ class Throughput:
     load_cpu_percent: float = 0.0
     """CPU of the load generator, the mock and the benchmark itself meanwhile, % of one CPU:
     what a target that needs every CPU (several workers) has to share them with."""
+    worker_shares: list[float] | None = None
+    """With several workers, each one's share of the run's requests, largest first: the
+    connections stay with the worker that accepted them, so an uneven split caps the run."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ def throughput_round(
         warm = run_closed_loop(
             wrk, url, connections=connections, duration_s=warmup_s, workdir=workdir
         )
+        workers_before = worker_requests(target.metrics_url)
         cpu_before = procstat.cpu_seconds(target.pid).seconds
         db_before = procstat.cpu_seconds(database_pid).seconds if database_pid else 0.0
         ours_before = procstat.cpu_seconds(os.getpid()).seconds
@@ -116,6 +120,7 @@ def throughput_round(
             wrk, url, connections=connections, duration_s=duration_s, workdir=workdir
         )
         busy = procstat.machine_busy_seconds() - busy_before
+        workers_after = worker_requests(target.metrics_url)
         ours = procstat.cpu_seconds(os.getpid()).seconds - ours_before
         cpu_used = procstat.cpu_seconds(target.pid).seconds - cpu_before
         db_used = procstat.cpu_seconds(database_pid).seconds - db_before if database_pid else None
@@ -130,6 +135,7 @@ def throughput_round(
             foreign_cpu_percent=foreign / max(load.duration_s, 1e-9) * 100,
             # The benchmark's tree holds wrk (reaped), the mock and every target: less this one.
             load_cpu_percent=max(0.0, ours - cpu_used) / max(load.duration_s, 1e-9) * 100,
+            worker_shares=worker_shares(workers_before, workers_after),
         )
         _warn_failures(target, load)
     return results
@@ -315,6 +321,36 @@ def soak(
         failed=failed,
         cpu_ms_per_request=cpu_used * 1000 / max(served, 1),
     )
+
+
+def worker_requests(metrics_url: str | None) -> dict[str, float]:
+    """Requests each worker has answered (pid -> count, from ``stillroom_worker_requests``);
+    empty when there is no ``/metrics`` to read."""
+    if metrics_url is None:
+        return {}
+    status, body = http_get(metrics_url)
+    if status != 200:
+        return {}
+    return parse_worker_requests(body.decode(errors="replace"))
+
+
+def parse_worker_requests(text: str) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith('stillroom_worker_requests{pid="'):
+            pid = line.split('"', 2)[1]
+            counts[pid] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def worker_shares(before: dict[str, float], after: dict[str, float]) -> list[float] | None:
+    """Each worker's share of the requests answered between two readings, largest first;
+    None for one worker (or none seen)."""
+    served = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
+    total = sum(served.values())
+    if len(served) < 2 or total <= 0:
+        return None
+    return sorted((count / total for count in served.values()), reverse=True)
 
 
 def _captures_counter(metrics_url: str) -> float | None:

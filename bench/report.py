@@ -148,6 +148,9 @@ def _workers_rows(rows: list[TargetRow]) -> list[list[str]]:
                 f"{_cpus(single):.2f} / {_cpus(double):.2f}",
                 f"{single.load_cpu_percent:.0f} % / {double.load_cpu_percent:.0f} %",
                 f"{single.foreign_cpu_percent:.0f} % / {double.foreign_cpu_percent:.0f} %",
+                " / ".join(f"{share * 100:.0f} %" for share in double.worker_shares)
+                if double.worker_shares
+                else "—",
             ]
         )
     return body
@@ -272,8 +275,9 @@ def to_markdown(report: Report) -> str:
                 "CPUs used, 1 / 2 workers",
                 "load generator + mock CPU, 1 / 2 workers",
                 "other load, 1 / 2 workers",
+                "requests per worker @16",
             ],
-            [":--", "--:", "--:", "--:", "--:", "--:", "--:", "--:"],
+            [":--", "--:", "--:", "--:", "--:", "--:", "--:", "--:", "--:"],
             workers,
         )
     lines.append("")
