@@ -139,12 +139,7 @@ class Forwarder:
         )
         if route is None:
             url = self._chat_url if api == CHAT and not query else self._upstream.url(path, query)
-            # As ``_post`` does, written out: the one call every request makes.
-            try:
-                upstream = await self._upstream.session.post(url, data=body, headers=headers)
-            except BaseException as exc:
-                self._fail(exchange, started, exc)
-                raise translate_failure(exc) from exc
+            upstream = await self._post(self._upstream, url, body, headers, exchange, started)
         else:
             upstream = await self._post_routed(route, payload, headers, query, exchange, started)
         exchange.ttfb_ms = _ms_since(started)
