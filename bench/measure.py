@@ -24,7 +24,7 @@ from bench.load import (
     run_async,
     run_closed_loop,
 )
-from bench.processes import http_get
+from bench.processes import metric_samples
 from bench.targets import Target
 
 _TIMEOUT = aiohttp.ClientTimeout(total=30)
@@ -324,23 +324,10 @@ def soak(
 
 
 def worker_requests(metrics_url: str | None) -> dict[str, float]:
-    """Requests each worker has answered (pid -> count, from ``stillroom_worker_requests``);
-    empty when there is no ``/metrics`` to read."""
-    if metrics_url is None:
-        return {}
-    status, body = http_get(metrics_url)
-    if status != 200:
-        return {}
-    return parse_worker_requests(body.decode(errors="replace"))
-
-
-def parse_worker_requests(text: str) -> dict[str, float]:
-    counts: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith('stillroom_worker_requests{pid="'):
-            pid = line.split('"', 2)[1]
-            counts[pid] = float(line.rsplit(" ", 1)[1])
-    return counts
+    """Requests each worker has answered (its pid label -> count, from
+    ``stillroom_worker_requests``); empty when there is no ``/metrics`` to read."""
+    samples = metric_samples(metrics_url, "stillroom_worker_requests") if metrics_url else None
+    return dict(samples or [])
 
 
 def worker_shares(before: dict[str, float], after: dict[str, float]) -> list[float] | None:
@@ -354,15 +341,8 @@ def worker_shares(before: dict[str, float], after: dict[str, float]) -> list[flo
 
 
 def _captures_counter(metrics_url: str) -> float | None:
-    status, body = http_get(metrics_url)
-    if status != 200:
-        return None
-    total: float | None = None
-    for line in body.decode(errors="replace").splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name == "stillroom_captures_written_total":
-            total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
-    return total
+    samples = metric_samples(metrics_url, "stillroom_captures_written_total")
+    return sum(value for _, value in samples) if samples else None
 
 
 def captures_written(target: Target, expected: int, settle_s: float = 20.0) -> float | None:

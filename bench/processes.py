@@ -41,6 +41,20 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return 0, b""
 
 
+def metric_samples(metrics_url: str, name: str) -> list[tuple[str, float]] | None:
+    """The samples of metric ``name`` on a Prometheus text page, as (their labels as written,
+    value); None when the page cannot be read."""
+    status, body = http_get(metrics_url)
+    if status != 200:
+        return None
+    samples = []
+    for line in body.decode(errors="replace").splitlines():
+        head, _, value = line.rpartition(" ")
+        if head.split("{", 1)[0] == name:
+            samples.append((head[len(name) :], float(value)))
+    return samples
+
+
 def log_tail(path: Path, lines: int = 15) -> str:
     try:
         text = path.read_text(errors="replace")

@@ -16,8 +16,8 @@ from bench.processes import (
     Fleet,
     StartError,
     free_port,
-    http_get,
     log_tail,
+    metric_samples,
     read_ready_line,
     run_logged,
     wait_until_healthy,
@@ -166,8 +166,8 @@ def start_stillroom(
 def _wait_for_workers(child: Child, metrics_url: str, workers: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _, body = http_get(metrics_url)
-        if body.count(b"stillroom_worker_requests{") >= workers:
+        up = metric_samples(metrics_url, "stillroom_worker_requests")
+        if up is not None and len(up) >= workers:
             return
         if not child.alive():
             break
