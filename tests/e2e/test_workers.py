@@ -208,7 +208,14 @@ def test_a_killed_worker_is_replaced_its_spool_replayed_and_its_lease_taken_over
                     assert sent < 400, "the leader never took a request"
                     send(server, 20)
                     sent += 20
-                    wait_for(lambda expected=sent: spool_lines(tmp_path) == expected, timeout=60)
+                    # The count follows the spool's fsync: the kill must not land between.
+                    wait_for(
+                        lambda expected=sent: (
+                            spool_lines(tmp_path) == expected
+                            and metric(server, "stillroom_captures_spooled_total") == expected
+                        ),
+                        timeout=60,
+                    )
                 orphaned = lines(spool_of(tmp_path, victim))
                 os.kill(victim, signal.SIGKILL)
                 survivors = two_workers_without(server, victim)
