@@ -34,10 +34,20 @@ from bench.targets import (
     start_stillroom,
 )
 
-ALL_TARGETS = ("direct", "floor", "sqlite", "sqlite-2w", "postgres", "postgres-2w", "litellm")
+ALL_TARGETS = (
+    "direct",
+    "floor",
+    "floor-2w",
+    "sqlite",
+    "sqlite-2w",
+    "postgres",
+    "postgres-2w",
+    "litellm",
+)
 LABELS = {
     "direct": "direct to mock",
     "floor": "naive pass-through (floor)",
+    "floor-2w": "naive pass-through (floor) · 2 processes",
     "sqlite": "stillroom · SQLite",
     "sqlite-2w": "stillroom · SQLite · 2 workers",
     "postgres": "stillroom · PostgreSQL",
@@ -175,8 +185,12 @@ def start_targets(
             workers=workers,
         )
 
+    def floor(key: str, cpus: set[int] | None, workers: int = 1) -> Target:
+        return start_floor(fleet, key=key, label=LABELS[key], mock=mock, cpus=cpus, workers=workers)
+
     starters: dict[str, Callable[[], Target]] = {
-        "floor": lambda: start_floor(fleet, mock=mock, cpus=target_cpus),
+        "floor": lambda: floor("floor", target_cpus),
+        "floor-2w": lambda: floor("floor-2w", every_cpu, 2),
         "sqlite": lambda: stillroom("sqlite", f"sqlite:///{workdir}/bench.db"),
         "sqlite-2w": lambda: stillroom("sqlite-2w", f"sqlite:///{workdir}/bench-2w.db", 2),
         "postgres": lambda: stillroom("postgres", postgres.BENCH_URL),

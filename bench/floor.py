@@ -1,7 +1,8 @@
 """The yardstick: a naive aiohttp pass-through that forwards and captures nothing.
 
 Run as ``python -m bench.floor --upstream URL --port 0``; it prints ``READY <port>`` once
-listening. It does what any Python proxy must do and nothing more: one pooled client session,
+listening. ``--workers N`` serves from N processes that accept on one socket, as ``stillroom
+serve --workers N`` does: what the machine lets any Python proxy gain from a second process. It does what any Python proxy must do and nothing more: one pooled client session,
 the request body read and sent upstream, the answer relayed as it arrives (chunk by chunk for a
 stream), status and content type kept. No auth, routing, JSON parsing, capture or metrics: what
 stillroom costs above this is what stillroom itself adds.
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import socket
 import sys
 
 import aiohttp
@@ -60,13 +63,11 @@ def make_app(upstream: str) -> web.Application:
     return app
 
 
-async def serve(upstream: str, host: str, port: int) -> None:
+async def serve(upstream: str, sock: socket.socket) -> None:
+    """Answer on ``sock`` until SIGTERM or SIGINT."""
     runner = web.AppRunner(make_app(upstream.rstrip("/")), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(f"READY {bound}", flush=True)
+    await web.SockSite(runner, sock).start()
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -75,11 +76,41 @@ async def serve(upstream: str, host: str, port: int) -> None:
     await runner.cleanup()
 
 
+def listen(host: str, port: int) -> socket.socket:
+    sock = socket.create_server((host, port), backlog=1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_workers(upstream: str, sock: socket.socket, workers: int) -> None:
+    """Fork ``workers`` processes that serve ``sock``; stop them all on SIGTERM or SIGINT."""
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                asyncio.run(serve(upstream, sock))
+            finally:
+                os._exit(0)  # never back into the parent's code
+        children.append(pid)
+
+    def stop(signum: int, _frame: object) -> None:
+        for child in children:
+            os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"READY {sock.getsockname()[1]}", flush=True)
+    for child in children:
+        os.waitpid(child, 0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
     parser.add_argument("--upstream", required=True, help="base URL without /v1")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     args = parser.parse_args(argv)
     try:
         import uvloop
@@ -87,7 +118,12 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         print("uvloop missing: the floor runs on asyncio's own loop", file=sys.stderr)
-    asyncio.run(serve(args.upstream, args.host, args.port))
+    sock = listen(args.host, args.port)
+    if args.workers > 1:
+        run_workers(args.upstream, sock, args.workers)
+        return
+    print(f"READY {sock.getsockname()[1]}", flush=True)
+    asyncio.run(serve(args.upstream, sock))
 
 
 if __name__ == "__main__":

@@ -79,20 +79,23 @@ def start_mock(fleet: Fleet, cpus: set[int] | None) -> Target:
     )
 
 
-def start_floor(fleet: Fleet, *, mock: Target, cpus: set[int] | None) -> Target:
-    """The naive pass-through (``bench.floor``) in front of the mock, on the target's CPU."""
+def start_floor(
+    fleet: Fleet, *, key: str, label: str, mock: Target, cpus: set[int] | None, workers: int = 1
+) -> Target:
+    """The naive pass-through (``bench.floor``) in front of the mock, on the target's CPUs."""
     started = time.monotonic()
+    argv = [sys.executable, "-m", "bench.floor", "--upstream", mock.base_url, "--port", "0"]
     child = fleet.spawn(
-        "floor",
-        [sys.executable, "-m", "bench.floor", "--upstream", mock.base_url, "--port", "0"],
+        key,
+        [*argv, "--workers", str(workers)],
         cpus=cpus,
         cwd=REPO_ROOT,
         stdout_pipe=True,
     )
     port = int(read_ready_line(child, "READY ", timeout=20.0).split()[1])
     return Target(
-        key="floor",
-        label="naive pass-through (floor)",
+        key=key,
+        label=label,
         base_url=f"http://127.0.0.1:{port}",
         child=child,
         version="bench.floor",
