@@ -65,7 +65,12 @@ def make_engine(
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    # No server-side prepared statements: after five runs of one, PostgreSQL may keep a
+    # generic plan, blind to the values a filter compares with (a tag three rows have, a
+    # metadata value a third of them have), and the curation pages filter on exactly those.
+    # Each statement is planned for its own values instead, and a pooler in transaction mode
+    # (PgBouncer) never sees a prepared statement it would have to track.
+    connect_args: dict[str, Any] = {"connect_timeout": 5, "prepare_threshold": None}
     if statement_timeout_seconds is not None:
         milliseconds = int(statement_timeout_seconds * 1000)
         connect_args["options"] = (
