@@ -296,6 +296,10 @@ def test_database_refusing_writes_spools_every_capture_and_replays_them_all(
     with database_refusing(proxy.database_url):
         answers = [_ask(client) for _ in range(requests)]
         wait_for(lambda: spool_lines(proxy.workdir) == requests)
+        # Each line is counted just after its fsync.
+        wait_for(
+            lambda: metric(proxy.server, "stillroom_captures_spooled_total") - spooled == requests
+        )
         spooled_during = metric(proxy.server, "stillroom_captures_spooled_total") - spooled
         spool_size = sum(path.stat().st_size for path in spool_files(proxy.workdir))
 
@@ -303,7 +307,10 @@ def test_database_refusing_writes_spools_every_capture_and_replays_them_all(
     assert spooled_during == requests
     assert spool_size > requests * 200
     wait_for(lambda: proxy.store.count() == before + requests, timeout=20)
-    assert metric(proxy.server, "stillroom_captures_replayed_total") - replayed == requests
+    # The spool file is counted as replayed once all its rows are stored, just after.
+    wait_for(
+        lambda: metric(proxy.server, "stillroom_captures_replayed_total") - replayed == requests
+    )
     wait_for(lambda: spool_lines(proxy.workdir) == 0)
     replayed_rows = proxy.store.newest(limit=requests)
     assert len({capture.id for capture in replayed_rows}) == requests

@@ -118,6 +118,10 @@ def test_postgres_stopped_and_started_under_load_with_stillroom_keys_loses_nothi
             wait_for(lambda: store.count() == answered, timeout=60)
             stored = store.count()
             spooled = metric(server, "stillroom_captures_spooled_total")
+            # A spool file is counted as replayed once all its rows are stored, just after.
+            wait_for(
+                lambda: metric(server, "stillroom_captures_replayed_total") == spooled, timeout=30
+            )
             replayed = metric(server, "stillroom_captures_replayed_total")
         finally:
             store.dispose()
@@ -165,6 +169,8 @@ def test_started_while_postgres_is_down_it_forwards_then_migrates_and_replays(
         finally:
             store.dispose()
         after = httpx.get(server.base_url + "/readyz", timeout=10).json()
+        # Counted once the whole spool file is stored, just after its rows.
+        wait_for(lambda: metric(server, "stillroom_captures_replayed_total") == 60, timeout=30)
         replayed = metric(server, "stillroom_captures_replayed_total")
     print(f"\nstart-while-down drill: 60 answered, {stored} stored, {replayed:.0f} replayed")
     assert stored == 60
