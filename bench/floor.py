@@ -2,9 +2,10 @@
 
 Run as ``python -m bench.floor --upstream URL --port 0``; it prints ``READY <port>`` once
 listening. ``--workers N`` serves from N processes that accept on one socket, as ``stillroom
-serve --workers N`` does: what the machine lets any Python proxy gain from a second process. It does what any Python proxy must do and nothing more: one pooled client session,
-the request body read and sent upstream, the answer relayed as it arrives (chunk by chunk for a
-stream), status and content type kept. No auth, routing, JSON parsing, capture or metrics: what
+serve --workers N`` does: what the machine lets any Python proxy gain from a second process.
+It does what any Python proxy must do and nothing more: one pooled client session, the request
+body read and sent upstream, the answer relayed as it arrives (chunk by chunk for a stream),
+status and content type kept. No auth, routing, JSON parsing, capture or metrics: what
 stillroom costs above this is what stillroom itself adds.
 """
 
@@ -76,12 +77,6 @@ async def serve(upstream: str, sock: socket.socket) -> None:
     await runner.cleanup()
 
 
-def listen(host: str, port: int) -> socket.socket:
-    sock = socket.create_server((host, port), backlog=1024)
-    sock.set_inheritable(True)
-    return sock
-
-
 def run_workers(upstream: str, sock: socket.socket, workers: int) -> None:
     """Fork ``workers`` processes that serve ``sock``; stop them all on SIGTERM or SIGINT."""
     children = []
@@ -118,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         print("uvloop missing: the floor runs on asyncio's own loop", file=sys.stderr)
-    sock = listen(args.host, args.port)
+    # Bound before any fork: every worker accepts on this one socket.
+    sock = socket.create_server((args.host, args.port), backlog=1024)
     if args.workers > 1:
         run_workers(args.upstream, sock, args.workers)
         return
