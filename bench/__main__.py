@@ -40,6 +40,7 @@ ALL_TARGETS = (
     "floor-2w",
     "sqlite",
     "sqlite-2w",
+    "uncaptured",
     "postgres",
     "postgres-2w",
     "litellm",
@@ -50,6 +51,7 @@ LABELS = {
     "floor-2w": "naive pass-through (floor) · 2 processes",
     "sqlite": "stillroom · SQLite",
     "sqlite-2w": "stillroom · SQLite · 2 workers",
+    "uncaptured": "stillroom · capture dropped (bench only)",
     "postgres": "stillroom · PostgreSQL",
     "postgres-2w": "stillroom · PostgreSQL · 2 workers",
     "litellm": "LiteLLM",
@@ -173,7 +175,9 @@ def start_targets(
     # Two workers need two CPUs: they get every CPU, the load generator's included.
     every_cpu = load_cpus | target_cpus if load_cpus and target_cpus else None
 
-    def stillroom(key: str, database_url: str, workers: int = 1) -> Target:
+    def stillroom(
+        key: str, database_url: str, workers: int = 1, *, uncaptured: bool = False
+    ) -> Target:
         return start_stillroom(
             fleet,
             key=key,
@@ -183,6 +187,7 @@ def start_targets(
             workdir=workdir,
             cpus=target_cpus if workers == 1 else every_cpu,
             workers=workers,
+            uncaptured=uncaptured,
         )
 
     def floor(key: str, cpus: set[int] | None, workers: int = 1) -> Target:
@@ -193,6 +198,9 @@ def start_targets(
         "floor-2w": lambda: floor("floor-2w", every_cpu, 2),
         "sqlite": lambda: stillroom("sqlite", f"sqlite:///{workdir}/bench.db"),
         "sqlite-2w": lambda: stillroom("sqlite-2w", f"sqlite:///{workdir}/bench-2w.db", 2),
+        "uncaptured": lambda: stillroom(
+            "uncaptured", f"sqlite:///{workdir}/bench-uncaptured.db", uncaptured=True
+        ),
         "postgres": lambda: stillroom("postgres", postgres.BENCH_URL),
         "postgres-2w": lambda: stillroom("postgres-2w", postgres.BENCH_URL, 2),
         "litellm": lambda: start_litellm(

@@ -108,7 +108,7 @@ def _floor_rows(rows: list[TargetRow], base: TargetRow | None) -> list[list[str]
 
     body = []
     for row in rows:
-        if row.unavailable is not None or row.key not in {"sqlite", "postgres"}:
+        if row.unavailable is not None or row.key not in {"sqlite", "postgres", "uncaptured"}:
             continue
         t, s = row.throughput, row.streaming
         body.append(

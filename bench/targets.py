@@ -128,10 +128,14 @@ def start_stillroom(
     workdir: Path,
     cpus: set[int] | None,
     workers: int = 1,
+    uncaptured: bool = False,
 ) -> Target:
+    """``stillroom serve`` in front of the mock; ``uncaptured``: as ``bench.uncaptured`` runs
+    it, every capture dropped at the hand-off."""
     binary = stillroom_binary()
     if binary is None:
         raise StartError("no `stillroom` executable beside this Python or on PATH")
+    program = [sys.executable, "-m", "bench.uncaptured"] if uncaptured else [str(binary)]
     port = free_port()
     spool = workdir / f"spool-{key}"
     spool.mkdir(parents=True, exist_ok=True)
@@ -143,9 +147,11 @@ def start_stillroom(
             "STILLROOM_UPSTREAM_API_KEY": "sk-bench-upstream",
             "STILLROOM_SPOOL_DIR": str(spool),
             "STILLROOM_LOG_LEVEL": "WARNING",
+            # bench.uncaptured is found from the repository, whatever the working folder.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         }
     )
-    argv = [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [*program, "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--workers", str(workers)]
     child = fleet.spawn(key, argv, env=env, cpus=cpus, cwd=workdir)
     base_url = f"http://127.0.0.1:{port}"
