@@ -132,14 +132,19 @@ def start_stillroom(
 ) -> Target:
     """``stillroom serve`` in front of the mock; ``uncaptured``: as ``bench.uncaptured`` runs
     it, every capture dropped at the hand-off."""
-    binary = stillroom_binary()
-    if binary is None:
-        raise StartError("no `stillroom` executable beside this Python or on PATH")
-    program = [sys.executable, "-m", "bench.uncaptured"] if uncaptured else [str(binary)]
+    env = dict(os.environ)
+    if uncaptured:
+        program = [sys.executable, "-m", "bench.uncaptured"]
+        # Found from the repository, whatever the working folder.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    else:
+        binary = stillroom_binary()
+        if binary is None:
+            raise StartError("no `stillroom` executable beside this Python or on PATH")
+        program = [str(binary)]
     port = free_port()
     spool = workdir / f"spool-{key}"
     spool.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
     env.update(
         {
             "STILLROOM_DATABASE_URL": database_url,
@@ -147,8 +152,6 @@ def start_stillroom(
             "STILLROOM_UPSTREAM_API_KEY": "sk-bench-upstream",
             "STILLROOM_SPOOL_DIR": str(spool),
             "STILLROOM_LOG_LEVEL": "WARNING",
-            # bench.uncaptured is found from the repository, whatever the working folder.
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         }
     )
     argv = [*program, "serve", "--host", "127.0.0.1", "--port", str(port)]
