@@ -13,12 +13,12 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -141,39 +141,64 @@ def make_plan(args: argparse.Namespace) -> Plan:
     )
 
 
-def split_cpus(disabled: bool) -> tuple[set[int] | None, set[int] | None, str]:
-    """(CPUs for load generator and mock, CPUs for the target, description)."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if disabled or len(cpus) < 2:
-        return None, None, "no CPU pinning"
-    load, target = set(cpus[:-1]), {cpus[-1]}
-    os.sched_setaffinity(0, load)
-    return (
+class Placement(NamedTuple):
+    """Which CPUs each process of a run is pinned to; None: not pinned."""
+
+    load: set[int] | None
+    """The load generator and the mock upstream."""
+    target: set[int] | None
+    """A one-worker target."""
+    pair: set[int] | None
+    """A two-worker target (and the floor's two processes)."""
+    description: str
+
+
+PAIR_APART_FROM = 4
+"""CPUs from which the two-worker targets get two of their own, apart from the load."""
+
+
+def split_cpus(disabled: bool, cpus: Collection[int]) -> Placement:
+    """Where the run's processes go, of ``cpus``: a one-worker target on the last CPU, the load
+    generator and the mock on the others. A two-worker target needs two CPUs: with
+    ``PAIR_APART_FROM`` or more it gets the last two and the load the rest, so what a second
+    worker gains is the proxy's; with fewer it shares every CPU with the load."""
+    ordered = sorted(cpus)
+    if disabled or len(ordered) < 2:
+        return Placement(None, None, None, "no CPU pinning")
+    target = {ordered[-1]}
+    if len(ordered) >= PAIR_APART_FROM:
+        load, pair = set(ordered[:-2]), set(ordered[-2:])
+        pair_note = f"two-worker targets to CPUs {_cpu_list(pair)}"
+    else:
+        load, pair = set(ordered[:-1]), set(ordered)
+        pair_note = "two-worker targets to every CPU, the load's included"
+    return Placement(
         load,
         target,
-        (
-            f"target pinned to CPU {cpus[-1]}, load generator and mock to CPU "
-            f"{','.join(map(str, sorted(load)))}"
-        ),
+        pair,
+        f"target pinned to CPU {ordered[-1]}, {pair_note}, load generator and mock to CPU "
+        f"{_cpu_list(load)}",
     )
+
+
+def _cpu_list(cpus: set[int]) -> str:
+    return ",".join(map(str, sorted(cpus)))
 
 
 def start_targets(
     fleet: Fleet,
     wanted: set[str],
     workdir: Path,
-    target_cpus: set[int] | None,
-    load_cpus: set[int] | None,
+    placement: Placement,
     allow_install: bool,
     result: report.Report,
 ) -> tuple[Target, list[Target], int | None]:
     """The mock (also the direct target), the targets that came up, the PostgreSQL pid."""
-    mock = start_mock(fleet, load_cpus)
+    mock = start_mock(fleet, placement.load)
     print(f"  mock upstream at {mock.base_url} (pid {mock.pid})", flush=True)
     targets = [mock]
     database_pid: int | None = None
-    # Two workers need two CPUs: they get every CPU, the load generator's included.
-    every_cpu = load_cpus | target_cpus if load_cpus and target_cpus else None
+    target_cpus = placement.target
 
     def stillroom(
         key: str, database_url: str, workers: int = 1, *, uncaptured: bool = False
@@ -185,7 +210,7 @@ def start_targets(
             database_url=database_url,
             mock=mock,
             workdir=workdir,
-            cpus=target_cpus if workers == 1 else every_cpu,
+            cpus=target_cpus if workers == 1 else placement.pair,
             workers=workers,
             uncaptured=uncaptured,
         )
@@ -195,7 +220,7 @@ def start_targets(
 
     starters: dict[str, Callable[[], Target]] = {
         "floor": lambda: floor("floor", target_cpus),
-        "floor-2w": lambda: floor("floor-2w", every_cpu, 2),
+        "floor-2w": lambda: floor("floor-2w", placement.pair, 2),
         "sqlite": lambda: stillroom("sqlite", f"sqlite:///{workdir}/bench.db"),
         "sqlite-2w": lambda: stillroom("sqlite-2w", f"sqlite:///{workdir}/bench-2w.db", 2),
         "uncaptured": lambda: stillroom(
@@ -248,17 +273,23 @@ def run(args: argparse.Namespace) -> report.Report:
     own_before = environment.own_cpu_seconds()
     wall_before = time.monotonic()
     load_before = environment.load_average()
-    load_cpus, target_cpus, placement = split_cpus(args.no_pin)
+    placement = split_cpus(args.no_pin, os.sched_getaffinity(0))
+    if placement.load is not None:
+        # The load generator runs from this process.
+        os.sched_setaffinity(0, placement.load)
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     result = report.Report(
         started_utc=started,
-        machine=environment.machine(cpus, placement),
+        machine=environment.machine(cpus, placement.description),
         versions=environment.base_versions(REPO_ROOT),
         settings={},
         rows=[],
     )
     workdir = Path(tempfile.mkdtemp(prefix="stillroom-bench-"))
-    print(f"stillroom bench: {result.machine['nproc']} CPUs, {placement}; work dir {workdir}")
+    print(
+        f"stillroom bench: {result.machine['nproc']} CPUs, {placement.description};"
+        f" work dir {workdir}"
+    )
     wrk = None if args.no_wrk else ensure_wrk(not args.no_install, workdir / "apt.log")
     load_tool = f"wrk {wrk_version(wrk)} -t1 --latency" if wrk else "aiohttp load generator"
     if wrk is None and not args.no_wrk:
@@ -277,7 +308,7 @@ def run(args: argparse.Namespace) -> report.Report:
     fleet = Fleet(logdir=workdir)
     try:
         _, targets, database_pid = start_targets(
-            fleet, wanted, workdir, target_cpus, load_cpus, not args.no_install, result
+            fleet, wanted, workdir, placement, not args.no_install, result
         )
         measured = measure_all(targets, plan, wrk, workdir, database_pid, soak_on, result)
         result.rows = measured + [row for row in result.rows if row.unavailable is not None]
