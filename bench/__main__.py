@@ -198,7 +198,6 @@ def start_targets(
     print(f"  mock upstream at {mock.base_url} (pid {mock.pid})", flush=True)
     targets = [mock]
     database_pid: int | None = None
-    target_cpus = placement.target
 
     def stillroom(
         key: str, database_url: str, workers: int = 1, *, uncaptured: bool = False
@@ -210,7 +209,7 @@ def start_targets(
             database_url=database_url,
             mock=mock,
             workdir=workdir,
-            cpus=target_cpus if workers == 1 else placement.pair,
+            cpus=placement.target if workers == 1 else placement.pair,
             workers=workers,
             uncaptured=uncaptured,
         )
@@ -219,7 +218,7 @@ def start_targets(
         return start_floor(fleet, key=key, label=LABELS[key], mock=mock, cpus=cpus, workers=workers)
 
     starters: dict[str, Callable[[], Target]] = {
-        "floor": lambda: floor("floor", target_cpus),
+        "floor": lambda: floor("floor", placement.target),
         "floor-2w": lambda: floor("floor-2w", placement.pair, 2),
         "sqlite": lambda: stillroom("sqlite", f"sqlite:///{workdir}/bench.db"),
         "sqlite-2w": lambda: stillroom("sqlite-2w", f"sqlite:///{workdir}/bench-2w.db", 2),
@@ -229,7 +228,7 @@ def start_targets(
         "postgres": lambda: stillroom("postgres", postgres.BENCH_URL),
         "postgres-2w": lambda: stillroom("postgres-2w", postgres.BENCH_URL, 2),
         "litellm": lambda: start_litellm(
-            fleet, mock=mock, workdir=workdir, cpus=target_cpus, allow_install=allow_install
+            fleet, mock=mock, workdir=workdir, cpus=placement.target, allow_install=allow_install
         ),
     }
     for key in ALL_TARGETS[1:]:

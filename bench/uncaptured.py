@@ -5,6 +5,8 @@ Only the benchmark runs this, as the target "capture dropped": beside the floor 
 stillroom in the same run, it splits what stillroom costs into its request path (the key check,
 the relay, the metrics, the ``Exchange`` the hot path fills) and its capture (the hand-off, the
 row built from the bodies, the write). Nothing is stored, so no deployment should ever run it.
+One worker only: ``--workers`` above 1 starts processes that import stillroom afresh, and
+capture as ``stillroom serve`` does.
 """
 
 from __future__ import annotations
