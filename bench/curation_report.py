@@ -7,11 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.curation_export import ExportResult
+from bench.curation_export import EXPORT_TARGET_S, ExportResult
 from bench.curation_pages import PageTiming
 from bench.report import _ms, _table
-
-EXPORT_TARGET_S = 20.0
 
 
 @dataclass
